@@ -1,0 +1,24 @@
+"""The Celery app: `celery -A config worker` / `celery -A config beat -S django`."""
+
+from __future__ import annotations
+
+import os
+from logging.config import dictConfig
+from typing import Any
+
+from celery import Celery
+from celery.signals import setup_logging
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("nightshift")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def use_django_logging(**kwargs: Any) -> None:
+    """Make worker and beat log through Django's LOGGING instead of Celery's own set-up."""
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
