@@ -1,0 +1,107 @@
+"""Real worker and beat processes for end-to-end tests, with their logs kept under var/."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import quote
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG_DIR = ROOT / "var" / "test-logs"
+CELERY = str(Path(sys.executable).parent / "celery")
+
+T = TypeVar("T")
+
+
+def test_database_url() -> str:
+    """DATABASE_URL of the database this test session uses, for child processes."""
+    cfg = connection.settings_dict
+    if cfg["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{cfg['NAME']}"
+    if cfg["ENGINE"] == "django.db.backends.postgresql":
+        auth = quote(cfg["USER"] or "", safe="")
+        if cfg["PASSWORD"]:
+            auth += ":" + quote(cfg["PASSWORD"], safe="")
+        host = cfg["HOST"] or "localhost"
+        port = f":{cfg['PORT']}" if cfg["PORT"] else ""
+        return f"postgres://{auth}@{host}{port}/{quote(cfg['NAME'], safe='')}"
+    raise NotImplementedError(cfg["ENGINE"])
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The suite's environment pointed at the test database."""
+    return {**os.environ, "DATABASE_URL": test_database_url(), **(extra or {})}
+
+
+class Process:
+    """A child process whose output goes to a log file the test can read and show."""
+
+    def __init__(self, name: str, args: list[str], env: Mapping[str, str]) -> None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.log_path = LOG_DIR / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(
+            args, cwd=ROOT, env=dict(env), stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+
+
+def start_worker(name: str, env: Mapping[str, str], concurrency: int = 2) -> Process:
+    return Process(
+        name,
+        [
+            CELERY,
+            "-A",
+            "config",
+            "worker",
+            "--hostname",
+            f"{name}@%h",
+            "--concurrency",
+            str(concurrency),
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env,
+    )
+
+
+def start_beat(name: str, env: Mapping[str, str]) -> Process:
+    # Exactly the product's beat command; the pid file goes under var/ so two beats can coexist.
+    return Process(
+        name,
+        [CELERY, "-A", "config", "beat", "-S", "django", "--pidfile", str(LOG_DIR / f"{name}.pid")],
+        env,
+    )
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.25) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)

@@ -1,0 +1,95 @@
+"""Pytest plugin (loaded with `-p tests.services`): the services the suite owns.
+
+It runs before pytest-django reads the settings, so the settings see the private Redis:
+a `redis-server` on a free loopback port, started for this session and stopped after it.
+It also pins the environment the suite runs in, so a developer's `.env` does not leak in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_redis: subprocess.Popen[bytes] | None = None
+_tmp_dir: str | None = None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_redis() -> str:
+    global _redis, _tmp_dir
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise pytest.UsageError(
+            "redis-server is not installed; the suite starts its own. "
+            "Install it: apt-get install redis-server"
+        )
+    _tmp_dir = tempfile.mkdtemp(prefix="nightshift-test-")
+    port = free_port()
+    _redis = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            _tmp_dir,
+            "--logfile",
+            os.path.join(_tmp_dir, "redis.log"),
+        ],
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.1)
+    raise pytest.UsageError(f"the suite's redis-server did not start on port {port}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> Generator[None, None, None]:
+    os.environ["ENV_FILE"] = os.devnull  # ignore a developer's .env
+    os.environ["SECRET_KEY"] = "test-secret-key-not-for-production-" + "x" * 20
+    os.environ["DEBUG"] = "false"
+    os.environ["SECURE_SSL_REDIRECT"] = "false"
+    os.environ.pop("SENTRY_DSN", None)
+    os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+    os.environ["REDIS_URL"] = _start_redis()
+    assert _tmp_dir is not None
+    # Production's manifest storage, filled once per session by the `static_files` fixture.
+    os.environ["STATIC_ROOT"] = os.path.join(_tmp_dir, "static")
+    return (yield)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _redis is not None and _redis.poll() is None:
+        _redis.terminate()
+        _redis.wait(timeout=10)
+    if _tmp_dir is not None:
+        shutil.rmtree(_tmp_dir, ignore_errors=True)
