@@ -1,0 +1,34 @@
+# The few commands a person needs. `make run` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+# uv from PATH, else a private copy installed with pip on first use.
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+VENV_STAMP := .venv/.synced
+
+.PHONY: run test lint format bench clean
+
+run: $(VENV_STAMP)
+	.venv/bin/python bin/run.py
+
+test: $(VENV_STAMP)
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV_STAMP)
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	DEBUG=true ENV_FILE=/dev/null .venv/bin/mypy .
+
+format: $(VENV_STAMP)
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+$(VENV_STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked
+	@touch $@
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+clean:
+	rm -rf .venv .tools var/static var/test-*

@@ -1,0 +1,181 @@
+"""`make run`: prepare a local Nightshift and start web, worker and beat from the Procfile.
+
+Runs with the project's virtualenv Python. Steps: make sure a `.env` exists (a generated
+SECRET_KEY, DEBUG on for a loopback-only run), make sure Redis answers at REDIS_URL (else start
+a private redis-server for this run), run the Procfile's release step, collect static files,
+make sure an admin account exists, then hand over to honcho. Ctrl-C stops everything started.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+ENV_FILE = Path(os.environ.get("ENV_FILE", ROOT / ".env"))
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
+
+
+def say(message: str) -> None:
+    print(f"[nightshift] {message}", flush=True)
+
+
+def fail(message: str) -> None:
+    print(f"[nightshift] error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+def ensure_env_file() -> None:
+    """Write a local .env (mode 0600) with a fresh SECRET_KEY unless one exists."""
+    if ENV_FILE.exists() or os.environ.get("SECRET_KEY"):
+        return
+    example = (ROOT / ".env.example").read_text()
+    lines = []
+    for line in example.splitlines():
+        if line.startswith("SECRET_KEY="):
+            line = f"SECRET_KEY={secrets.token_urlsafe(50)}"
+        elif line.startswith("DEBUG="):
+            line = "DEBUG=true"
+        lines.append(line)
+    fd = os.open(ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    say(f"wrote {ENV_FILE.name} for local use (DEBUG on, generated SECRET_KEY); edit it to change")
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def find_or_install_redis_server() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        say("redis-server is missing: installing the Debian package redis-server")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"],
+            check=True,
+            env=env,
+        )
+        found = shutil.which("redis-server")
+        if found:
+            return found
+    fail(
+        "nothing answers at REDIS_URL and redis-server is not installed. Run:\n"
+        "    sudo apt-get install redis-server\n"
+        "then `make run` again (or point REDIS_URL at a running Redis)."
+    )
+    raise AssertionError("unreachable")
+
+
+def start_private_redis(url: str) -> subprocess.Popen[bytes]:
+    parsed = urlparse(url)
+    if parsed.hostname not in LOCAL_HOSTS:
+        fail(f"nothing answers at REDIS_URL ({parsed.hostname}:{parsed.port or 6379}).")
+    binary = find_or_install_redis_server()
+    port = parsed.port or 6379
+    data_dir = VAR / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = VAR / "redis.log"
+    say(f"nothing answers at REDIS_URL: starting a private redis-server on 127.0.0.1:{port}")
+    # Its own session: Ctrl-C reaches honcho's processes first, then we stop Redis last.
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--logfile",
+            str(log),
+        ],
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if redis_answers(url):
+            return process
+        if process.poll() is not None:
+            fail(f"redis-server exited with status {process.returncode}; see {log}")
+        time.sleep(0.2)
+    process.terminate()
+    fail(f"redis-server did not answer within 15 s; see {log}")
+    raise AssertionError("unreachable")
+
+
+def procfile() -> dict[str, str]:
+    processes = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, command = line.partition(":")
+            processes[name.strip()] = command.strip()
+    return processes
+
+
+def manage(*args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], check=True, cwd=ROOT)
+
+
+def main() -> int:
+    os.chdir(ROOT)
+    VAR.mkdir(exist_ok=True)
+    bin_dir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    ensure_env_file()
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from django.conf import settings
+
+    redis_url = settings.REDIS_URL
+    redis_process = None if redis_answers(redis_url) else start_private_redis(redis_url)
+    try:
+        say("release: " + procfile()["release"])
+        subprocess.run(["sh", "-c", procfile()["release"]], check=True)
+        manage("collectstatic", "--noinput", "-v", "0")
+        manage("ensure_admin")
+        os.environ.setdefault("GUNICORN_CMD_ARGS", "--bind=127.0.0.1:8000")
+        say("starting web, worker and beat; the admin is at http://127.0.0.1:8000/admin/")
+        say("Ctrl-C stops everything")
+        honcho = [str(Path(bin_dir) / "honcho"), "-f", "Procfile", "start", "web", "worker", "beat"]
+        say("running: " + shlex.join(honcho))
+        child = subprocess.Popen(honcho)
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            # The terminal sent SIGINT to honcho too; give it time to stop its processes.
+            return child.wait()
+    except subprocess.CalledProcessError as error:
+        say(f"step failed with status {error.returncode}: {shlex.join(map(str, error.cmd))}")
+        return error.returncode
+    finally:
+        if redis_process is not None:
+            redis_process.send_signal(signal.SIGTERM)
+            redis_process.wait(timeout=15)
+            say("private redis-server stopped")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
