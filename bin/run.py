@@ -141,6 +141,7 @@ def manage(*args: str) -> None:
 
 def main() -> int:
     os.chdir(ROOT)
+    sys.path.insert(0, str(ROOT))
     VAR.mkdir(exist_ok=True)
     bin_dir = str(Path(sys.executable).parent)
     os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
