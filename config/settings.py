@@ -92,6 +92,8 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'nightshift.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A fresh clone has no var/ yet; SQLite creates the file, not its directory.
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # Web, worker and beat write to one file: WAL lets readers proceed during a write,
     # IMMEDIATE transactions and a busy timeout make writers queue instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
