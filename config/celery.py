@@ -11,7 +11,8 @@ from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("nightshift")
+# Every task of the project records its runs and follows its run policy (scheduler.tasks).
+app = Celery("nightshift", task_cls="scheduler.tasks:JobTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

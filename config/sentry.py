@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import sentry_sdk
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
@@ -20,6 +23,40 @@ EXTRA_DENYLIST = [
     "refresh_token",
     "access_token",
 ]
+# And any key that merely looks like a credential, at any depth (job arguments, contexts).
+SECRET_KEY_RE = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|"
+    r"credential|auth|dsn|cookie|session|signature",
+    re.IGNORECASE,
+)
+FILTERED = "[Filtered]"
+
+
+def scrub(value: Any) -> Any:
+    """Replace the values of credential-like keys, at any depth."""
+    if isinstance(value, dict):
+        return {
+            k: (FILTERED if isinstance(k, str) and SECRET_KEY_RE.search(k) else scrub(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
+
+
+def before_send(event: Any, hint: Any) -> Any:
+    """Scrub credential-like keys from what an event carries, beyond the SDK's exact names."""
+    if event.get("type") == "check_in":
+        return event
+    for part in ("extra", "contexts", "request"):
+        if part in event:
+            event[part] = scrub(event[part])
+    crumbs = event.get("breadcrumbs")
+    if isinstance(crumbs, dict) and isinstance(crumbs.get("values"), list):
+        for crumb in crumbs["values"]:
+            if isinstance(crumb, dict) and "data" in crumb:
+                crumb["data"] = scrub(crumb["data"])
+    return event
 
 
 def init_sentry(
@@ -34,12 +71,17 @@ def init_sentry(
         release=release,
         integrations=[
             DjangoIntegration(),
-            CeleryIntegration(monitor_beat_tasks=True),
+            # monitor_beat_tasks: the worker closes Crons check-ins (ok / error). Beat's side,
+            # the in_progress check-in and its monitor config, is sent by scheduler.beat for
+            # every schedule kind and with each job's max runtime, so sentry-sdk's own
+            # beat-side monitoring is switched off for all schedules.
+            CeleryIntegration(monitor_beat_tasks=True, exclude_beat_tasks=[".*"]),
         ],
         send_default_pii=False,
         # Stack-frame locals hold task arguments (passwords, tokens): never send them.
         include_local_variables=False,
         event_scrubber=EventScrubber(denylist=DEFAULT_DENYLIST + EXTRA_DENYLIST, recursive=True),
+        before_send=before_send,
         traces_sample_rate=traces_sample_rate,
     )
     return True

@@ -192,6 +192,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None)
+# Beyond that many seconds without renewal, a run's worker is presumed dead (and its locks free).
+NIGHTSHIFT_RUN_LEASE_SECONDS = env.float("NIGHTSHIFT_RUN_LEASE_SECONDS", default=60.0)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 DJANGO_CELERY_BEAT_TZ_AWARE = True
 
@@ -221,6 +223,10 @@ SENTRY_DSN = env.str("SENTRY_DSN", default="")
 SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="production")
 SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="") or None
 SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+# Minutes a Crons check-in may be late before Sentry reports a missed run.
+SENTRY_CRONS_CHECKIN_MARGIN = env.int("SENTRY_CRONS_CHECKIN_MARGIN", default=2)
+# Link to an event in Sentry's UI, e.g. https://acme.sentry.io/issues/?query={event_id}
+SENTRY_EVENT_URL = env.str("SENTRY_EVENT_URL", default="")
 
 # Settings are imported by every process (web, worker, beat, manage.py): initialising here
 # covers them all, before Celery's beat patches or Django's request handling start.

@@ -9,3 +9,4 @@ class SchedulerConfig(AppConfig):
     def ready(self) -> None:
         # Each app declares its default schedules in `<app>/schedules.py`, the way admin.py works.
         autodiscover_modules("schedules")
+        from scheduler import beat, signals  # noqa: F401  (connect the Celery signal handlers)

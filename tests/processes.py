@@ -50,11 +50,21 @@ class Process:
         self.log_path = LOG_DIR / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.popen = subprocess.Popen(
-            args, cwd=ROOT, env=dict(env), stdout=self._log, stderr=subprocess.STDOUT
+            args,
+            cwd=ROOT,
+            env=dict(env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a test can kill it whole
         )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the process and its children, as a crash or the OOM killer would."""
+        os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
 
     def stop(self, timeout: float = 20) -> None:
         if self.popen.poll() is None:
@@ -67,13 +77,15 @@ class Process:
         self._log.close()
 
 
-def start_worker(name: str, env: Mapping[str, str], concurrency: int = 2) -> Process:
+def start_worker(
+    name: str, env: Mapping[str, str], concurrency: int = 2, app: str = "config"
+) -> Process:
     return Process(
         name,
         [
             CELERY,
             "-A",
-            "config",
+            app,
             "worker",
             "--hostname",
             f"{name}@%h",

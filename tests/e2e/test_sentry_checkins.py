@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from jobs.models import WorkerHeartbeat
-from scheduler.schedules import get_crontab
+from scheduler.sync import get_crontab
 from tests.processes import Process, child_env, start_beat, start_worker, wait_for
 from tests.sentry_server import SentryServer
 

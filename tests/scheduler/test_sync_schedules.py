@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from scheduler.defaults import DefaultSchedule, declared, register
-from scheduler.schedules import get_crontab, sync_default_schedules
+from scheduler.sync import get_crontab, sync_default_schedules
 
 pytestmark = pytest.mark.django_db
 

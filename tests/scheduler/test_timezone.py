@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from scheduler.schedules import get_crontab
+from scheduler.sync import get_crontab
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from scheduler.schedules import sync_default_schedules
+from scheduler.sync import sync_default_schedules
 
 
 class Command(BaseCommand):

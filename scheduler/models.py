@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class JobRun(models.Model):
+    """One execution attempt of a job (or the decision not to execute it), as a worker saw it."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        RETRYING = "retrying", "retrying"
+        TIMED_OUT = "timed_out", "timed out"
+        LOST = "lost", "lost"
+        SKIPPED_OVERLAP = "skipped_overlap", "skipped: overlap"
+        SKIPPED_DUPLICATE = "skipped_duplicate", "skipped: duplicate"
+        EXPIRED = "expired", "expired"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "schedule"
+        MANUAL = "manual", "manual"
+        RETRY = "retry", "retry"
+
+    FINAL_ERRORS = (Status.FAILED, Status.TIMED_OUT, Status.LOST)
+
+    task_id = models.CharField(max_length=255, db_index=True)
+    job = models.CharField(max_length=200, help_text="The Celery task name, e.g. jobs.heartbeat.")
+    schedule = models.CharField(
+        max_length=200, blank=True, help_text="The schedule (periodic task) that dispatched it."
+    )
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    slot = models.DateTimeField(
+        null=True, blank=True, help_text="The scheduled occurrence this run belongs to."
+    )
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices)
+    attempt = models.PositiveIntegerField(default=1)
+    worker = models.CharField(max_length=255, blank=True)
+    error_type = models.CharField(max_length=255, blank=True)
+    error_message = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    sentry_event_id = models.CharField(max_length=32, blank=True)
+    result = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["job", "-started_at"], name="jobrun_job_newest"),
+            models.Index(fields=["schedule", "-started_at"], name="jobrun_schedule_newest"),
+            models.Index(fields=["status", "started_at"], name="jobrun_status_since"),
+            models.Index(fields=["-started_at"], name="jobrun_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job} #{self.pk} {self.status}"

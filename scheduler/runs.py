@@ -1,0 +1,208 @@
+"""Run history: what the task base records, and the check that finds runs whose worker died."""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from scheduler import leases, reporting
+from scheduler.models import JobRun
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE = 2000
+MAX_TRACEBACK = 8000
+MAX_RESULT = 4000
+
+# Message headers Nightshift adds when a job is published (see scheduler.signals / .beat).
+SLOT_HEADER = "nightshift_slot"
+NEXT_SLOT_HEADER = "nightshift_next_slot"
+ENQUEUED_HEADER = "nightshift_enqueued_at"
+SCHEDULE_HEADER = "periodic_task_name"  # django-celery-beat's
+
+
+def _header_time(headers: dict[str, Any], name: str) -> datetime | None:
+    value = headers.get(name)
+    return parse_datetime(value) if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Where a run came from, read from the Celery request of the executing task."""
+
+    task_id: str
+    job: str
+    schedule: str
+    slot: datetime | None
+    next_slot: datetime | None
+    enqueued_at: datetime | None
+    attempt: int
+    worker: str
+    headers: dict[str, Any]
+
+    @classmethod
+    def from_request(cls, job: str, request: Any) -> Dispatch:
+        headers = dict(request.headers or {})
+        return cls(
+            task_id=request.id or "",
+            job=job,
+            schedule=str(headers.get(SCHEDULE_HEADER) or ""),
+            slot=_header_time(headers, SLOT_HEADER),
+            next_slot=_header_time(headers, NEXT_SLOT_HEADER),
+            enqueued_at=_header_time(headers, ENQUEUED_HEADER),
+            attempt=(request.retries or 0) + 1,
+            worker=request.hostname or "",
+            headers=headers,
+        )
+
+    @property
+    def trigger(self) -> str:
+        if self.attempt > 1:
+            return JobRun.Trigger.RETRY
+        return JobRun.Trigger.SCHEDULE if self.schedule else JobRun.Trigger.MANUAL
+
+    def deadline(self, start_deadline: float | None) -> datetime | None:
+        """When a first attempt that has not started becomes stale (None: never)."""
+        if self.attempt > 1:
+            return None  # retries are late on purpose
+        base = self.slot or self.enqueued_at
+        if start_deadline is not None and base is not None:
+            return base + timedelta(seconds=start_deadline)
+        return self.next_slot
+
+    def new_run(self, status: str, **fields: Any) -> JobRun:
+        return JobRun(
+            task_id=self.task_id,
+            job=self.job,
+            schedule=self.schedule,
+            trigger=self.trigger,
+            slot=self.slot,
+            enqueued_at=self.enqueued_at,
+            started_at=fields.pop("started_at", None) or timezone.now(),
+            status=status,
+            attempt=self.attempt,
+            worker=self.worker,
+            **fields,
+        )
+
+
+def record_skip(dispatch: Dispatch, status: str, message: str) -> JobRun:
+    """A dispatch that was not executed: one row, final at once."""
+    now = timezone.now()
+    run = dispatch.new_run(status, started_at=now, finished_at=now, error_message=message)
+    run.save(force_insert=True)
+    logger.info("%s %s [%s]: %s", dispatch.job, status, dispatch.task_id, message)
+    return run
+
+
+def start_run(dispatch: Dispatch) -> JobRun:
+    run = dispatch.new_run(JobRun.Status.RUNNING)
+    run.save(force_insert=True)
+    return run
+
+
+def summarize_result(result: Any) -> Any:
+    """The job's return value if it is small JSON, else a truncated text of it."""
+    if result is None:
+        return None
+    try:
+        text = json.dumps(result)
+    except (TypeError, ValueError):
+        return {"repr": repr(result)[:MAX_RESULT]}
+    return result if len(text) <= MAX_RESULT else {"truncated": text[:MAX_RESULT]}
+
+
+def error_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+def finish_run(
+    run: JobRun,
+    status: str,
+    *,
+    result: Any = None,
+    exc: BaseException | None = None,
+    report: bool = False,
+) -> JobRun:
+    """Close a run with one UPDATE; failures that on-call must see go to Sentry first."""
+    run.status = status
+    run.finished_at = timezone.now()
+    run.duration_seconds = (run.finished_at - run.started_at).total_seconds()
+    fields = ["status", "finished_at", "duration_seconds"]
+    if result is not None:
+        run.result = summarize_result(result)
+        fields.append("result")
+    if exc is not None:
+        run.error_type = error_name(exc)
+        run.error_message = str(exc)[:MAX_MESSAGE]
+        run.traceback = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
+        fields += ["error_type", "error_message", "traceback"]
+    if report:
+        earlier = (
+            JobRun.objects.filter(task_id=run.task_id, attempt__lt=run.attempt).order_by("attempt")
+            if run.attempt > 1
+            else []
+        )
+        run.sentry_event_id = reporting.report_run(
+            run, run.error_type or status, exc, run.error_message, earlier
+        )
+        fields.append("sentry_event_id")
+    run.save(update_fields=fields)
+    return run
+
+
+def mark_lost_runs(now: datetime | None = None) -> list[JobRun]:
+    """Close runs still `running` whose worker stopped renewing their lease.
+
+    A run past its job's hard time limit was killed by the pool (`timed_out`); any other was
+    lost with its worker (`lost`). Each gets one Sentry event.
+    """
+    from config.celery import app
+
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.NIGHTSHIFT_RUN_LEASE_SECONDS)
+    candidates = list(
+        JobRun.objects.filter(status=JobRun.Status.RUNNING, started_at__lt=now - grace).order_by(
+            "started_at"
+        )[:1000]
+    )
+    alive = leases.is_alive([leases.alive_key(run.pk) for run in candidates])
+    closed = []
+    for run, is_alive in zip(candidates, alive, strict=True):
+        if is_alive:
+            continue
+        task = app.tasks.get(run.job)
+        limit = getattr(task, "time_limit", None) or app.conf.task_time_limit
+        killed = limit is not None and run.started_at + timedelta(seconds=limit) <= now
+        if killed:
+            status, kind = JobRun.Status.TIMED_OUT, "TimeLimitExceeded"
+            message = f"killed at its hard time limit of {limit} s (worker {run.worker})"
+        else:
+            status, kind = JobRun.Status.LOST, "RunLost"
+            message = f"worker {run.worker} stopped during the run (no lease renewal)"
+        # Only if still running: a late finish by a slow worker wins.
+        updated = JobRun.objects.filter(pk=run.pk, status=JobRun.Status.RUNNING).update(
+            status=status, finished_at=now, error_type=kind, error_message=message
+        )
+        if not updated:
+            continue
+        run.status, run.finished_at, run.error_type, run.error_message = status, now, kind, message
+        run.sentry_event_id = reporting.report_run(
+            run, kind, None, f"{run.job}: run {run.pk} {status}: {message}"
+        )
+        if run.sentry_event_id:
+            JobRun.objects.filter(pk=run.pk).update(sentry_event_id=run.sentry_event_id)
+        logger.error("run %s of %s %s: %s", run.pk, run.job, status, message)
+        closed.append(run)
+    return closed

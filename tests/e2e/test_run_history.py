@@ -1,0 +1,169 @@
+"""Every outcome of a run, recorded by a real worker (`celery -A tests.e2e_app worker`)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import pytest
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from config.celery import app
+from scheduler import leases
+from scheduler.models import JobRun
+from tests.processes import Process, child_env, start_beat, start_worker, wait_for
+
+pytestmark = pytest.mark.e2e
+
+S = JobRun.Status
+DONE = [
+    S.SUCCEEDED,
+    S.FAILED,
+    S.TIMED_OUT,
+    S.LOST,
+    S.SKIPPED_OVERLAP,
+    S.SKIPPED_DUPLICATE,
+    S.EXPIRED,
+]
+
+
+@pytest.fixture
+def worker(processes: list[Process]) -> Process:
+    process = start_worker("runs-worker", child_env(), concurrency=2, app="tests.e2e_app")
+    processes.append(process)
+    return process
+
+
+def send(name: str, **kwargs: object) -> str:
+    return app.send_task(name, kwargs=kwargs).id
+
+
+def runs_of(task_id: str) -> list[JobRun]:
+    return list(JobRun.objects.filter(task_id=task_id).order_by("attempt", "id"))
+
+
+def final_runs(task_id: str, count: int = 1, timeout: float = 30) -> list[JobRun]:
+    def probe() -> list[JobRun] | None:
+        found = runs_of(task_id)
+        return found if len([r for r in found if r.status in DONE]) >= count else None
+
+    return wait_for(probe, timeout, f"{count} finished run(s) of {task_id}")
+
+
+def test_success_is_recorded_with_result_worker_and_times(worker: Process) -> None:
+    task_id = send("tests.noop", n=7)
+    [run] = final_runs(task_id)
+    assert run.status == S.SUCCEEDED
+    assert run.result == 7
+    assert (run.job, run.schedule, run.trigger, run.attempt) == ("tests.noop", "", "manual", 1)
+    assert run.worker.startswith("runs-worker@")
+    assert run.enqueued_at is not None and run.finished_at is not None
+    assert run.enqueued_at <= run.started_at <= run.finished_at
+    assert run.duration_seconds is not None and run.duration_seconds >= 0
+    assert (run.error_type, run.error_message, run.traceback) == ("", "", "")
+
+
+def test_failure_is_recorded_once_with_error_and_traceback(worker: Process) -> None:
+    task_id = send("tests.fail", message="disk on fire")
+    [run] = final_runs(task_id)
+    assert run.status == S.FAILED
+    assert run.error_type == "ValueError"
+    assert run.error_message == "disk on fire"
+    assert "ValueError: disk on fire" in run.traceback
+    assert "tests/e2e_app.py" in run.traceback
+    time.sleep(1)
+    assert len(runs_of(task_id)) == 1, "a non-transient error must not be retried"
+
+
+def test_transient_errors_retry_with_every_attempt_recorded(worker: Process) -> None:
+    task_id = send("tests.flaky", key=task_id_key(), failures=2)
+    runs = final_runs(task_id, timeout=40)
+    assert [(r.attempt, r.trigger, r.status) for r in runs] == [
+        (1, "manual", S.RETRYING),
+        (2, "retry", S.RETRYING),
+        (3, "retry", S.SUCCEEDED),
+    ]
+    assert runs[0].error_type == "ConnectionError"
+    assert runs[0].error_message == "upstream unavailable (attempt 1)"
+    assert runs[2].result == {"attempts": 3}
+    # Exponential backoff: 1 s, then 2 s.
+    assert (runs[1].started_at - _finished(runs[0])).total_seconds() >= 0.9
+    assert (runs[2].started_at - _finished(runs[1])).total_seconds() >= 1.9
+
+
+def test_transient_errors_stop_after_max_retries(worker: Process) -> None:
+    task_id = send("tests.always_transient")
+    runs = final_runs(task_id, timeout=40)
+    assert [(r.attempt, r.status) for r in runs] == [
+        (1, S.RETRYING),
+        (2, S.RETRYING),
+        (3, S.FAILED),
+    ]
+    assert runs[-1].error_type == "TimeoutError"
+
+
+def test_soft_time_limit_records_timed_out_after_cleanup(worker: Process) -> None:
+    leases.client().delete("tests:slow:cleaned")
+    task_id = send("tests.slow", seconds=30)
+    [run] = final_runs(task_id, timeout=20)
+    assert run.status == S.TIMED_OUT
+    assert run.error_type == "billiard.exceptions.SoftTimeLimitExceeded"
+    assert run.duration_seconds is not None and 0.9 <= run.duration_seconds < 5
+    assert leases.client().get("tests:slow:cleaned") == b"yes"
+
+
+def test_overlapping_run_of_the_same_job_is_skipped(worker: Process) -> None:
+    first = send("tests.sleep", seconds=3)
+    wait_for(lambda: any(r.status == S.RUNNING for r in runs_of(first)), 20, "the first run")
+    second = send("tests.sleep", seconds=0)
+    [skipped] = final_runs(second)
+    assert skipped.status == S.SKIPPED_OVERLAP
+    assert skipped.finished_at is not None
+    [done] = final_runs(first)
+    assert done.status == S.SUCCEEDED
+    # Once the first is over the lock is free again.
+    [third] = final_runs(send("tests.sleep", seconds=0))
+    assert third.status == S.SUCCEEDED
+
+
+def test_overlap_allow_runs_concurrently(worker: Process) -> None:
+    ids = [send("tests.sleep_allow_overlap", seconds=2) for _ in range(2)]
+    runs = [final_runs(task_id)[0] for task_id in ids]
+    assert [r.status for r in runs] == [S.SUCCEEDED, S.SUCCEEDED]
+    assert runs[0].started_at < _finished(runs[1]) and runs[1].started_at < _finished(runs[0])
+
+
+def test_backlog_past_its_deadline_is_expired_not_executed(processes: list[Process]) -> None:
+    every_2s = IntervalSchedule.objects.create(every=2, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(name="backlog", task="tests.noop", interval=every_2s)
+    env = child_env()
+    beat = start_beat("backlog-beat", env)
+    processes.append(beat)
+    # Beat publishes while no worker is up: an outage.
+    wait_for(lambda: queued() >= 3, 30, "3 queued")
+    beat.stop()
+    time.sleep(2.5)  # the last one's next slot passes too
+    processes.append(start_worker("backlog-worker", env, app="tests.e2e_app"))
+    wait_for(
+        lambda: JobRun.objects.filter(schedule="backlog").count() >= 3 and queued() == 0,
+        30,
+        "the backlog to drain",
+    )
+    runs = list(JobRun.objects.filter(schedule="backlog"))
+    assert {r.status for r in runs} == {S.EXPIRED}
+    assert all(r.trigger == "schedule" and r.slot is not None for r in runs)
+    assert all("not started before its deadline" in r.error_message for r in runs)
+
+
+def _finished(run: JobRun) -> datetime:
+    assert run.finished_at is not None
+    return run.finished_at
+
+
+def queued() -> int:
+    """Messages waiting in the default queue of the suite's Redis."""
+    return int(leases.client().llen("celery"))
+
+
+def task_id_key() -> str:
+    return f"k{time.monotonic_ns()}"

@@ -1,0 +1,59 @@
+"""`celery -A tests.e2e_app worker`: the project's Celery app plus jobs that exist for tests.
+
+The jobs use the project's task base (JobTask) like every real job; their behaviour is steered by
+arguments and by counters in the suite's private Redis.
+"""
+
+from __future__ import annotations
+
+import time
+
+from config.celery import app
+from scheduler import leases
+
+__all__ = ["app"]
+
+
+@app.task(name="tests.sleep")
+def sleep_job(seconds: float) -> dict[str, float]:
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+@app.task(name="tests.sleep_allow_overlap", overlap="allow")
+def sleep_allow_overlap_job(seconds: float) -> dict[str, float]:
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+@app.task(name="tests.fail")
+def fail_job(message: str, db_password: str = "") -> None:
+    raise ValueError(message)
+
+
+@app.task(name="tests.flaky", max_retries=3, retry_backoff=1, retry_jitter=False)
+def flaky_job(key: str, failures: int) -> dict[str, int]:
+    """Fails with a transient error the first `failures` times it runs for `key`."""
+    attempt = int(leases.client().incr(f"tests:flaky:{key}"))
+    if attempt <= failures:
+        raise ConnectionError(f"upstream unavailable (attempt {attempt})")
+    return {"attempts": attempt}
+
+
+@app.task(name="tests.always_transient", max_retries=2, retry_backoff=1, retry_jitter=False)
+def always_transient_job() -> None:
+    raise TimeoutError("the upstream never answers")
+
+
+@app.task(name="tests.slow", soft_time_limit=1, time_limit=5)
+def slow_job(seconds: float) -> None:
+    try:
+        time.sleep(seconds)
+    finally:
+        # Clean-up runs when the soft limit interrupts the job.
+        leases.client().set("tests:slow:cleaned", "yes")
+
+
+@app.task(name="tests.noop")
+def noop_job(n: int = 0) -> int:
+    return n
