@@ -203,6 +203,7 @@ def mark_lost_runs(now: datetime | None = None) -> list[JobRun]:
         )
         if run.sentry_event_id:
             JobRun.objects.filter(pk=run.pk).update(sentry_event_id=run.sentry_event_id)
-        logger.error("run %s of %s %s: %s", run.pk, run.job, status, message)
+        # A warning, not an error: the Sentry event above is the one on-call gets.
+        logger.warning("run %s of %s %s: %s", run.pk, run.job, status, message)
         closed.append(run)
     return closed

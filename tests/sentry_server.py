@@ -34,6 +34,7 @@ class SentryServer:
 
     def __init__(self) -> None:
         self.items: list[tuple[dict[str, Any], Any]] = []
+        self.bodies: list[bytes] = []
         self._lock = threading.Lock()
         server = self
 
@@ -50,6 +51,7 @@ class SentryServer:
 
                     body = brotli.decompress(body)
                 with server._lock:
+                    server.bodies.append(body)
                     server.items.extend(parse_envelope(body))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -68,6 +70,14 @@ class SentryServer:
     def of_type(self, item_type: str) -> list[Any]:
         with self._lock:
             return [payload for header, payload in self.items if header.get("type") == item_type]
+
+    def events(self) -> list[dict[str, Any]]:
+        return self.of_type("event")
+
+    def received(self) -> bytes:
+        """Everything received, decompressed, for "this must never leave" assertions."""
+        with self._lock:
+            return b"\n".join(self.bodies)
 
     def close(self) -> None:
         self._http.shutdown()
