@@ -11,15 +11,20 @@ import logging
 import os
 import threading
 from datetime import datetime
+from typing import Any
 
 import redis
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+# Delete each key still holding our token: one round trip for all of a run's leases.
 _RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
+local released = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('get', key) == ARGV[1] then released = released + redis.call('del', key) end
+end
+return released
 """
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
@@ -28,6 +33,15 @@ return 0
 
 _client: redis.Redis | None = None
 _client_pid: int | None = None
+_registered: dict[str, Any] = {}
+
+
+def _scripts(r: redis.Redis) -> dict[str, Any]:
+    """Lua scripts, sent once and then called by their SHA."""
+    if not _registered:
+        _registered["release"] = r.register_script(_RELEASE)
+        _registered["renew"] = r.register_script(_RENEW)
+    return _registered
 
 
 def client() -> redis.Redis:
@@ -49,8 +63,9 @@ def lock_key(job: str, schedule: str) -> str:
     return f"nightshift:lock:{job}:{schedule}"
 
 
-def alive_key(run_id: int) -> str:
-    return f"nightshift:alive:{run_id}"
+def alive_key(task_id: str, attempt: int) -> str:
+    """Liveness of one attempt; a redelivery of the same message shares it with the first."""
+    return f"nightshift:alive:{task_id}:{attempt}"
 
 
 def occurrence_key(schedule: str, slot: datetime) -> str:
@@ -75,29 +90,25 @@ def claim_occurrence(schedule: str, slot: datetime, token: str, ttl_seconds: int
 def acquire(key: str, token: str) -> bool:
     """Take the lease `key`; a redelivery of the same message (same token) takes it over."""
     r = client()
-    if r.set(key, token, nx=True, px=lease_ms()):
-        _keeper.track(key, token)
-        return True
-    if _is_ours(r.get(key), token):
+    if not r.set(key, token, nx=True, px=lease_ms()):
+        if not _is_ours(r.get(key), token):
+            return False
         r.pexpire(key, lease_ms())
-        _keeper.track(key, token)
-        return True
-    return False
+    _keeper.track(key, token)
+    return True
 
 
 def hold(key: str, token: str) -> None:
-    """Set a lease unconditionally (liveness of a run) and keep it renewed."""
+    """Set a lease unconditionally (the liveness of a run) and keep it renewed."""
     client().set(key, token, px=lease_ms())
     _keeper.track(key, token)
 
 
-def release(*keys_and_tokens: tuple[str, str]) -> None:
+def release(token: str, *keys: str) -> None:
     """Give leases back, each only if still ours."""
-    pipe = client().pipeline(transaction=False)
-    for key, token in keys_and_tokens:
+    for key in keys:
         _keeper.forget(key)
-        pipe.eval(_RELEASE, 1, key, token)
-    pipe.execute()
+    _scripts(client())["release"](keys=list(keys), args=[token])
 
 
 def is_alive(keys: list[str]) -> list[bool]:
@@ -142,9 +153,11 @@ class _Keeper:
             if not leases:
                 continue
             try:
-                pipe = client().pipeline(transaction=False)
+                r = client()
+                renew = _scripts(r)["renew"]
+                pipe = r.pipeline(transaction=False)
                 for key, token in leases:
-                    pipe.eval(_RENEW, 1, key, token, lease_ms())
+                    renew(keys=[key], args=[token, lease_ms()], client=pipe)
                 pipe.execute()
             except redis.RedisError:
                 logger.warning("could not renew %d run leases in Redis", len(leases), exc_info=True)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
+import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import close_old_connections
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -21,6 +25,8 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE = 2000
 MAX_TRACEBACK = 8000
 MAX_RESULT = 4000
+# A run still going after this many seconds gets its `running` row before it ends.
+RUNNING_ROW_AFTER = 1.0
 
 # Message headers Nightshift adds when a job is published (see scheduler.signals / .beat).
 SLOT_HEADER = "nightshift_slot"
@@ -103,12 +109,6 @@ def record_skip(dispatch: Dispatch, status: str, message: str) -> JobRun:
     return run
 
 
-def start_run(dispatch: Dispatch) -> JobRun:
-    run = dispatch.new_run(JobRun.Status.RUNNING)
-    run.save(force_insert=True)
-    return run
-
-
 def summarize_result(result: Any) -> Any:
     """The job's return value if it is small JSON, else a truncated text of it."""
     if result is None:
@@ -127,39 +127,129 @@ def error_name(exc: BaseException) -> str:
     )
 
 
-def finish_run(
-    run: JobRun,
-    status: str,
-    *,
-    result: Any = None,
-    exc: BaseException | None = None,
-    report: bool = False,
-) -> JobRun:
-    """Close a run with one UPDATE; failures that on-call must see go to Sentry first."""
-    run.status = status
-    run.finished_at = timezone.now()
-    run.duration_seconds = (run.finished_at - run.started_at).total_seconds()
-    fields = ["status", "finished_at", "duration_seconds"]
-    if result is not None:
-        run.result = summarize_result(result)
-        fields.append("result")
-    if exc is not None:
-        run.error_type = error_name(exc)
-        run.error_message = str(exc)[:MAX_MESSAGE]
-        run.traceback = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
-        fields += ["error_type", "error_message", "traceback"]
-    if report:
-        earlier = (
-            JobRun.objects.filter(task_id=run.task_id, attempt__lt=run.attempt).order_by("attempt")
-            if run.attempt > 1
-            else []
-        )
-        run.sentry_event_id = reporting.report_run(
-            run, run.error_type or status, exc, run.error_message, earlier
-        )
-        fields.append("sentry_event_id")
-    run.save(update_fields=fields)
-    return run
+class ActiveRun:
+    """A run in progress. Its row is written once, when it ends; a run still going after
+    RUNNING_ROW_AFTER seconds gets its `running` row earlier, from a background thread, so that
+    the admin shows it and the lost-run check finds it if its worker dies.
+
+    A worker that dies before that leaves no row, but its message was not acknowledged
+    (acks_late): Celery delivers it again and that delivery is recorded. A `running` row comes
+    with a liveness lease in Redis (`alive_key`), renewed while the run lasts.
+    """
+
+    def __init__(self, dispatch: Dispatch) -> None:
+        self.run = dispatch.new_run(JobRun.Status.RUNNING)
+        self.alive_key: str | None = None
+        self._lock = threading.Lock()
+        self._saved = False
+        self._closed = False
+
+    @property
+    def needs_row(self) -> bool:
+        due = timezone.now() - timedelta(seconds=RUNNING_ROW_AFTER)
+        return not (self._closed or self._saved) and self.run.started_at <= due
+
+    def write_running_row(self) -> None:
+        with self._lock:
+            if not (self._closed or self._saved):
+                # The lease first: a running row without one would look lost.
+                key = leases.alive_key(self.run.task_id, self.run.attempt)
+                leases.hold(key, self.run.task_id)
+                self.alive_key = key
+                self.run.save(force_insert=True)
+                self._saved = True
+
+    def finish(
+        self,
+        status: str,
+        *,
+        result: Any = None,
+        exc: BaseException | None = None,
+        report: bool = False,
+    ) -> JobRun:
+        """Close the run with one write; failures that on-call must see go to Sentry first."""
+        with self._lock:
+            self._closed = True
+            run = self.run
+            run.status = status
+            run.finished_at = timezone.now()
+            run.duration_seconds = (run.finished_at - run.started_at).total_seconds()
+            fields = ["status", "finished_at", "duration_seconds"]
+            if result is not None:
+                run.result = summarize_result(result)
+                fields.append("result")
+            if exc is not None:
+                run.error_type = error_name(exc)
+                run.error_message = str(exc)[:MAX_MESSAGE]
+                run.traceback = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
+                fields += ["error_type", "error_message", "traceback"]
+            if report:
+                if not self._saved:  # the event links to the run: it needs its id first
+                    run.save(force_insert=True)
+                    self._saved = True
+                    fields = []
+                earlier = (
+                    JobRun.objects.filter(task_id=run.task_id, attempt__lt=run.attempt).order_by(
+                        "attempt"
+                    )
+                    if run.attempt > 1
+                    else []
+                )
+                run.sentry_event_id = reporting.report_run(
+                    run, run.error_type or status, exc, run.error_message, earlier
+                )
+                if run.sentry_event_id:
+                    fields.append("sentry_event_id")
+            if not self._saved:
+                run.save(force_insert=True)
+                self._saved = True
+            elif fields:
+                JobRun.objects.filter(pk=run.pk).update(**{f: getattr(run, f) for f in fields})
+            return run
+
+
+def start_run(dispatch: Dispatch, eager: bool = False) -> ActiveRun:
+    active = ActiveRun(dispatch)
+    if not eager:  # an eager run (tests, shell) has no worker to keep it
+        _row_writer.watch(active)
+    return active
+
+
+class _RowWriter:
+    """Writes the `running` row of runs that last longer than RUNNING_ROW_AFTER seconds."""
+
+    def __init__(self) -> None:
+        self._active: list[ActiveRun] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+
+    def watch(self, active: ActiveRun) -> None:
+        with self._lock:
+            self._active.append(active)
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                # After a fork the parent's thread does not exist in the child.
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._loop, name="nightshift-run-rows", daemon=True
+                )
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(0.2)
+            with self._lock:
+                self._active = [a for a in self._active if not a._closed]
+                ready = [a for a in self._active if a.needs_row]
+            for active in ready:
+                try:
+                    close_old_connections()  # this thread's own connection
+                    active.write_running_row()
+                except Exception:
+                    logger.exception("could not write the running row of %s", active.run.job)
+
+
+_row_writer = _RowWriter()
 
 
 def mark_lost_runs(now: datetime | None = None) -> list[JobRun]:
@@ -177,7 +267,7 @@ def mark_lost_runs(now: datetime | None = None) -> list[JobRun]:
             "started_at"
         )[:1000]
     )
-    alive = leases.is_alive([leases.alive_key(run.pk) for run in candidates])
+    alive = leases.is_alive([leases.alive_key(run.task_id, run.attempt) for run in candidates])
     closed = []
     for run, is_alive in zip(candidates, alive, strict=True):
         if is_alive:

@@ -83,7 +83,7 @@ class JobTask(Task):  # type: ignore[type-arg]
                     f"occurrence {dispatch.slot.isoformat()} was already dispatched",
                 )
                 return None
-        held: list[tuple[str, str]] = []
+        lock = None
         if self.overlap == "skip":
             lock = leases.lock_key(dispatch.job, dispatch.schedule)
             if not leases.acquire(lock, dispatch.task_id):
@@ -91,30 +91,27 @@ class JobTask(Task):  # type: ignore[type-arg]
                     dispatch, JobRun.Status.SKIPPED_OVERLAP, "a run of this job is still running"
                 )
                 return None
-            held.append((lock, dispatch.task_id))
+        active = runs.start_run(dispatch, eager=bool(self.request.is_eager))
         try:
-            run = runs.start_run(dispatch)
-            alive = leases.alive_key(run.pk)
-            leases.hold(alive, dispatch.task_id)
-            held.append((alive, dispatch.task_id))
-            return self._execute(run, dispatch, args, kwargs)
+            return self._execute(active, dispatch, args, kwargs)
         finally:
+            held = [key for key in (lock, active.alive_key) if key]
             if held:
-                leases.release(*held)
+                leases.release(dispatch.task_id, *held)
 
-    def _execute(self, run: JobRun, dispatch: runs.Dispatch, args: Any, kwargs: Any) -> Any:
+    def _execute(self, run: runs.ActiveRun, dispatch: runs.Dispatch, args: Any, kwargs: Any) -> Any:
         try:
             result = self.run(*args, **kwargs)
         except Retry:
-            runs.finish_run(run, JobRun.Status.RETRYING)
+            run.finish(JobRun.Status.RETRYING)
             raise
         except SoftTimeLimitExceeded as exc:
-            runs.finish_run(run, JobRun.Status.TIMED_OUT, exc=exc, report=True)
+            run.finish(JobRun.Status.TIMED_OUT, exc=exc, report=True)
             raise
         except self.transient_errors as exc:
             if self.max_retries is None or dispatch.attempt <= self.max_retries:
                 countdown = self.retry_countdown(dispatch.attempt)
-                runs.finish_run(run, JobRun.Status.RETRYING, exc=exc)
+                run.finish(JobRun.Status.RETRYING, exc=exc)
                 reporting.add_retry_breadcrumb(dispatch.job, dispatch.attempt, exc, countdown)
                 logger.warning(
                     "%s attempt %d failed (%s); retrying in %.0f s",
@@ -124,12 +121,12 @@ class JobTask(Task):  # type: ignore[type-arg]
                     countdown,
                 )
                 raise self.retry(exc=exc, countdown=countdown, max_retries=None) from exc
-            runs.finish_run(run, JobRun.Status.FAILED, exc=exc, report=True)
+            run.finish(JobRun.Status.FAILED, exc=exc, report=True)
             raise
         except Exception as exc:
-            runs.finish_run(run, JobRun.Status.FAILED, exc=exc, report=True)
+            run.finish(JobRun.Status.FAILED, exc=exc, report=True)
             raise
-        runs.finish_run(run, JobRun.Status.SUCCEEDED, result=result)
+        run.finish(JobRun.Status.SUCCEEDED, result=result)
         return result
 
 

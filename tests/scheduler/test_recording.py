@@ -52,7 +52,7 @@ def test_lost_run_check_closes_only_runs_whose_lease_is_gone() -> None:
     past_hard_limit = _running("tests.slow", timedelta(minutes=10))  # hard limit 5 s
     lost = _running("tests.sleep", timedelta(minutes=3))
     alive = _running("tests.noop", timedelta(minutes=3))
-    leases.client().set(leases.alive_key(alive.pk), "token", px=10_000)
+    leases.client().set(leases.alive_key(alive.task_id, alive.attempt), "token", px=10_000)
     too_recent = _running("tests.fail", timedelta(seconds=5))
 
     closed = mark_lost_runs()

@@ -1,0 +1,183 @@
+"""Throughput of no-op jobs through Nightshift's recording path versus bare Celery tasks.
+
+One private redis-server, one database (a fresh SQLite file, or --database-url), one
+`celery -A bench.app worker` with one process, and a local Sentry endpoint so the SDK is
+live for both. Rounds alternate bare / recorded; the best round of each is compared.
+
+    .venv/bin/python bench/run_overhead.py [--jobs 2000] [--rounds 3] [--database-url URL]
+
+Target (issue #3): recorded throughput >= 0.7 x bare, and <= 3 database queries per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Sink(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--database-url", help="an empty database to use (default: temp SQLite)")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="nightshift-bench-"))
+    redis_port = free_port()
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    env = {
+        **os.environ,
+        "ENV_FILE": os.devnull,
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "DATABASE_URL": args.database_url or f"sqlite:///{tmp / 'bench.sqlite3'}",
+        "SENTRY_DSN": os.environ.get(
+            "BENCH_SENTRY_DSN", f"http://key@127.0.0.1:{sink.server_address[1]}/1"
+        ),
+        "LOG_LEVEL": "WARNING",
+        "NO_PROXY": "127.0.0.1",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    os.environ.update(env)
+    redis_server = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    worker = None
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
+        )
+        import django
+
+        django.setup()
+        from bench.app import app
+        from scheduler import leases
+        from scheduler.models import JobRun
+
+        r = leases.client()
+        for _ in range(50):
+            try:
+                r.ping()
+                break
+            except Exception:
+                time.sleep(0.1)
+        worker = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "celery"),
+                "-A",
+                "bench.app",
+                "worker",
+                "--concurrency",
+                os.environ.get("BENCH_CONCURRENCY", "1"),
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        while not app.control.ping(timeout=0.5):
+            time.sleep(0.2)
+
+        def round_(name: str, n: int) -> float:
+            r.set("bench:done", 0)
+            start = time.perf_counter()
+            with app.producer_or_acquire() as producer:
+                for _ in range(n):
+                    app.send_task(name, producer=producer)
+            while int(r.get("bench:done") or 0) < n:
+                time.sleep(0.005)
+            return n / (time.perf_counter() - start)
+
+        round_("bench.bare_noop", 200)  # warm-up: imports, connections
+        round_("bench.recorded_noop", 200)
+        app.send_task("bench.report_queries")
+        round_("bench.bare_noop", 1)  # the report has run
+        r.set("bench:queries", 0)
+        JobRun.objects.all().delete()
+        best = {"bench.bare_noop": 0.0, "bench.recorded_noop": 0.0}
+        for i in range(args.rounds):
+            for name in best:
+                rate = round_(name, args.jobs)
+                best[name] = max(best[name], rate)
+                print(f"round {i + 1}: {name:22s} {rate:8.1f} jobs/s", flush=True)
+        r.set("bench:done", 0)
+        app.send_task("bench.report_queries")
+        app.send_task("bench.bare_noop")  # runs after the report: the worker has one process
+        while int(r.get("bench:done") or 0) < 1:
+            time.sleep(0.01)
+        recorded_runs = JobRun.objects.filter(job="bench.recorded_noop").count()
+        succeeded = JobRun.objects.filter(job="bench.recorded_noop", status="succeeded").count()
+        queries = int(r.get("bench:queries") or 0)
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+        redis_server.terminate()
+        redis_server.wait(timeout=10)
+        sink.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    bare, recorded = best["bench.bare_noop"], best["bench.recorded_noop"]
+    engine = "sqlite" if not args.database_url else args.database_url.split(":", 1)[0]
+    print(f"database: {engine}; worker: 1 process; jobs per round: {args.jobs}")
+    print(f"bare Celery:        {bare:8.1f} jobs/s")
+    print(f"Nightshift (rec.):  {recorded:8.1f} jobs/s")
+    print(f"ratio:              {recorded / bare:8.2f}  (target >= 0.70)")
+    print(
+        f"queries per run:    {queries / recorded_runs:8.2f}  (target <= 3; "
+        f"{recorded_runs} runs recorded, {succeeded} succeeded)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
