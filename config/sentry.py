@@ -8,6 +8,7 @@ from typing import Any
 import sentry_sdk
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
+from sentry_sdk.integrations.redis import RedisIntegration
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 
 # Key names, beyond sentry-sdk's defaults, whose values never leave the process.
@@ -77,6 +78,9 @@ def init_sentry(
             # beat-side monitoring is switched off for all schedules.
             CeleryIntegration(monitor_beat_tasks=True, exclude_beat_tasks=[".*"]),
         ],
+        # Redis commands are Nightshift's own bookkeeping (leases, the broker): as breadcrumbs
+        # they drown a job's own trail, and instrumenting them costs every run.
+        disabled_integrations=[RedisIntegration()],
         send_default_pii=False,
         # Stack-frame locals hold task arguments (passwords, tokens): never send them.
         include_local_variables=False,

@@ -105,9 +105,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     # A file, not memory, so the worker and beat processes of end-to-end tests see it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-nightshift.sqlite3")}
-# Workers keep their connection between jobs instead of reconnecting for each one.
+# Workers keep their connection between jobs instead of reconnecting for each one. A health
+# check would cost a round trip per job: a connection found broken fails that job with a
+# transient error (retried) and is replaced.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
-DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+DATABASES["default"].setdefault(
+    "CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=False)
+)
+
+# PostgreSQL's synchronous_commit for worker processes (see scheduler.signals): off, local, on.
+WORKER_SYNCHRONOUS_COMMIT = env.str("WORKER_SYNCHRONOUS_COMMIT", default="off")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -137,12 +138,28 @@ class ActiveRun:
     with a liveness lease in Redis (`alive_key`), renewed while the run lasts.
     """
 
-    def __init__(self, dispatch: Dispatch) -> None:
+    def __init__(self, dispatch: Dispatch, lock_key: str | None = None) -> None:
         self.run = dispatch.new_run(JobRun.Status.RUNNING)
+        self.lock_key = lock_key  # the overlap lock this run holds, if any
         self.alive_key: str | None = None
         self._lock = threading.Lock()
         self._saved = False
         self._closed = False
+        self._released = False
+
+    def _begin_release(self) -> Callable[[], None]:
+        """Start giving back this run's leases (once); returns the wait for Redis's answer."""
+        keys = [key for key in (self.lock_key, self.alive_key) if key]
+        if self._released or not keys:
+            return _nothing
+        self._released = True
+        return leases.release_begin(self.run.task_id, *keys)
+
+    def release(self) -> None:
+        """Give back this run's leases if `finish` did not (it failed, or never ran)."""
+        with self._lock:
+            self._closed = True
+            self._begin_release()()
 
     @property
     def needs_row(self) -> bool:
@@ -200,16 +217,24 @@ class ActiveRun:
                 )
                 if run.sentry_event_id:
                     fields.append("sentry_event_id")
-            if not self._saved:
-                run.save(force_insert=True)
-                self._saved = True
-            elif fields:
-                JobRun.objects.filter(pk=run.pk).update(**{f: getattr(run, f) for f in fields})
+            wait_for_release = self._begin_release()
+            try:
+                if not self._saved:
+                    run.save(force_insert=True)
+                    self._saved = True
+                elif fields:
+                    JobRun.objects.filter(pk=run.pk).update(**{f: getattr(run, f) for f in fields})
+            finally:
+                wait_for_release()
             return run
 
 
-def start_run(dispatch: Dispatch, eager: bool = False) -> ActiveRun:
-    active = ActiveRun(dispatch)
+def _nothing() -> None:
+    return None
+
+
+def start_run(dispatch: Dispatch, lock_key: str | None = None, eager: bool = False) -> ActiveRun:
+    active = ActiveRun(dispatch, lock_key)
     if not eager:  # an eager run (tests, shell) has no worker to keep it
         _row_writer.watch(active)
     return active

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import before_task_publish, task_postrun
+from celery.signals import before_task_publish, task_postrun, worker_process_init
+from django.conf import settings
 from django.db import close_old_connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 from django.utils import timezone
 
 from scheduler.runs import ENQUEUED_HEADER
@@ -16,6 +20,34 @@ def stamp_enqueued_at(headers: dict[str, Any] | None = None, **kwargs: Any) -> N
     """Every published job carries the time it was enqueued (retries get their own)."""
     if headers is not None:
         headers[ENQUEUED_HEADER] = timezone.now().isoformat()
+
+
+_in_worker_process = False
+
+
+@worker_process_init.connect(dispatch_uid="nightshift-worker-process")
+def mark_worker_process(**kwargs: Any) -> None:
+    global _in_worker_process
+    _in_worker_process = True
+
+
+@receiver(connection_created, dispatch_uid="nightshift-worker-synchronous-commit")
+def relax_worker_commits(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    """In worker processes, let PostgreSQL commit without waiting for its WAL flush.
+
+    Every run writes its history row; on PostgreSQL the wait for the disk is most of that
+    cost. A crash of the database server can then lose the last fraction of a second of a
+    worker's commits (run history, job bookkeeping: all of it idempotent and re-run by the
+    next occurrence), never corrupt them. The admin (web) keeps full durability.
+    WORKER_SYNCHRONOUS_COMMIT=on turns this off.
+    """
+    if (
+        _in_worker_process
+        and connection.vendor == "postgresql"
+        and settings.WORKER_SYNCHRONOUS_COMMIT != "on"
+    ):
+        with connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit TO %s", [settings.WORKER_SYNCHRONOUS_COMMIT])
 
 
 @task_postrun.connect(dispatch_uid="nightshift-close-old-connections")

@@ -91,13 +91,11 @@ class JobTask(Task):  # type: ignore[type-arg]
                     dispatch, JobRun.Status.SKIPPED_OVERLAP, "a run of this job is still running"
                 )
                 return None
-        active = runs.start_run(dispatch, eager=bool(self.request.is_eager))
+        active = runs.start_run(dispatch, lock, eager=bool(self.request.is_eager))
         try:
             return self._execute(active, dispatch, args, kwargs)
         finally:
-            held = [key for key in (lock, active.alive_key) if key]
-            if held:
-                leases.release(dispatch.task_id, *held)
+            active.release()  # normally done by finish(), overlapped with the row's write
 
     def _execute(self, run: runs.ActiveRun, dispatch: runs.Dispatch, args: Any, kwargs: Any) -> Any:
         try:
