@@ -18,6 +18,9 @@ lint: $(VENV_STAMP)
 	.venv/bin/ruff format --check .
 	DEBUG=true ENV_FILE=/dev/null .venv/bin/mypy .
 
+bench: $(VENV_STAMP)
+	.venv/bin/python bench/run_overhead.py $(BENCH_ARGS)
+
 format: $(VENV_STAMP)
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .

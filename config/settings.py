@@ -109,9 +109,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # check would cost a round trip per job: a connection found broken fails that job with a
 # transient error (retried) and is replaced.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
-DATABASES["default"].setdefault(
-    "CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=False)
-)
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=False))
 
 # PostgreSQL's synchronous_commit for worker processes (see scheduler.signals): off, local, on.
 WORKER_SYNCHRONOUS_COMMIT = env.str("WORKER_SYNCHRONOUS_COMMIT", default="off")

@@ -188,6 +188,11 @@ class ActiveRun:
         with self._lock:
             self._closed = True
             run = self.run
+            if report and not self._saved:
+                # The event links to the run, so the row needs its id first; the final status
+                # and the event id then arrive together.
+                run.save(force_insert=True)
+                self._saved = True
             run.status = status
             run.finished_at = timezone.now()
             run.duration_seconds = (run.finished_at - run.started_at).total_seconds()
@@ -201,10 +206,6 @@ class ActiveRun:
                 run.traceback = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
                 fields += ["error_type", "error_message", "traceback"]
             if report:
-                if not self._saved:  # the event links to the run: it needs its id first
-                    run.save(force_insert=True)
-                    self._saved = True
-                    fields = []
                 earlier = (
                     JobRun.objects.filter(task_id=run.task_id, attempt__lt=run.attempt).order_by(
                         "attempt"

@@ -25,11 +25,19 @@ def sentry_server() -> Iterator[SentryServer]:
 
 @pytest.fixture
 def processes(transactional_db: None) -> Iterator[list[Process]]:
-    """Worker/beat processes a test starts; stopped before the test database is flushed."""
+    """Worker/beat processes a test starts; stopped before the test database is flushed.
+
+    The suite's Redis is emptied around each such test: messages a beat queued for one test
+    must not be run by the next test's worker.
+    """
+    from scheduler import leases
+
+    leases.client().flushdb()
     started: list[Process] = []
     yield started
     for process in started:
         process.stop()
+    leases.client().flushdb()
 
 
 @pytest.hookimpl(wrapper=True)

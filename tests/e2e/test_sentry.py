@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -192,9 +193,75 @@ def test_lost_run_sends_one_event(processes: list[Process], sentry_server: Sentr
 
     run = wait_for(check_and_find, 40, "the run marked lost", interval=1)
     event = only_event(sentry_server)
+    wait_for(
+        lambda: JobRun.objects.filter(pk=run.pk).exclude(sentry_event_id="").exists(),
+        10,
+        "the event id on the run",
+    )
     assert event["tags"]["job"] == "tests.sleep"
     assert event["tags"]["run_status"] == "lost"
     assert event["fingerprint"] == ["nightshift", "tests.sleep", "RunLost"]
     assert event["contexts"]["nightshift_run"]["admin_url"].endswith(f"/jobrun/{run.pk}/change/")
     run.refresh_from_db()
     assert run.sentry_event_id == event["event_id"]
+
+
+def test_monitor_config_follows_an_edit_made_while_beat_runs(
+    processes: list[Process], sentry_server: SentryServer
+) -> None:
+    task = PeriodicTask.objects.create(
+        name="e2e-edited",
+        task="jobs.heartbeat",
+        crontab=get_crontab("* * * * *"),
+        last_run_at=timezone.now() - timedelta(minutes=5),
+    )
+    env = sentry_env(sentry_server)
+    processes.append(start_beat("e2e-edited-beat", env))
+
+    def configs() -> list[str]:
+        return [
+            c["monitor_config"]["schedule"]["value"]
+            for c in checkins_of(sentry_server, "e2e-edited")
+            if c["status"] == "in_progress"
+        ]
+
+    wait_for(lambda: "* * * * *" in configs(), 30, "the first check-in")
+    # The admin's edit: a new crontab; due again at once, so beat dispatches after reloading.
+    task.refresh_from_db()
+    task.crontab = get_crontab("*/2 * * * *")
+    task.last_run_at = timezone.now() - timedelta(minutes=5)
+    task.save()
+    wait_for(lambda: "*/2 * * * *" in configs(), 30, "a check-in with the edited crontab")
+
+
+def test_expired_runs_close_their_checkin_as_error(
+    processes: list[Process], sentry_server: SentryServer
+) -> None:
+    every_2s = IntervalSchedule.objects.create(every=2, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(name="e2e-backlog", task="jobs.heartbeat", interval=every_2s)
+    env = sentry_env(sentry_server)
+    beat = start_beat("e2e-backlog-beat", env)
+    processes.append(beat)
+    wait_for(
+        lambda: len(checkins_of(sentry_server, "e2e-backlog")) >= 2, 30, "two dispatches queued"
+    )
+    beat.stop()
+    time.sleep(2.5)  # past the next slot of the last dispatch too
+    processes.append(start_worker("e2e-backlog-worker", env))
+    opened = {c["check_in_id"] for c in checkins_of(sentry_server, "e2e-backlog")}
+    wait_for(
+        lambda: (
+            {
+                c["check_in_id"]
+                for c in checkins_of(sentry_server, "e2e-backlog")
+                if c["status"] == "error"
+            }
+            == opened
+        ),
+        30,
+        "an error check-in for every expired run",
+    )
+    assert set(JobRun.objects.filter(schedule="e2e-backlog").values_list("status", flat=True)) == {
+        S.EXPIRED
+    }
+    assert not WorkerHeartbeat.objects.exists(), "an expired run must not execute"

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from scheduler.admin import human_duration
+from scheduler.models import JobRun
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def runs() -> list[JobRun]:
+    now = timezone.now()
+    return [
+        JobRun.objects.create(
+            task_id="t1",
+            job="jobs.backup_database",
+            schedule="nightly-backup",
+            trigger="schedule",
+            started_at=now,
+            finished_at=now,
+            duration_seconds=4000.0,
+            status=JobRun.Status.FAILED,
+            error_type="OSError",
+            error_message="No space left",
+            sentry_event_id="a" * 32,
+        ),
+        JobRun.objects.create(
+            task_id="t2",
+            job="jobs.heartbeat",
+            trigger="manual",
+            started_at=now,
+            finished_at=now,
+            duration_seconds=0.25,
+            status=JobRun.Status.SUCCEEDED,
+        ),
+    ]
+
+
+def test_run_list_filters_and_shows_durations(admin_client: Client, runs: list[JobRun]) -> None:
+    page = admin_client.get("/admin/scheduler/jobrun/", {"status__exact": "failed"})
+    assert page.status_code == 200
+    assert [r.job for r in page.context["cl"].result_list] == ["jobs.backup_database"]
+    assert "1 h 6 min" in page.content.decode()
+    search = admin_client.get("/admin/scheduler/jobrun/", {"q": "No space"})
+    assert [r.job for r in search.context["cl"].result_list] == ["jobs.backup_database"]
+    everything = admin_client.get("/admin/scheduler/jobrun/")
+    assert len(everything.context["cl"].result_list) == 2
+
+
+def test_sentry_link_when_configured(
+    admin_client: Client, runs: list[JobRun], settings: object
+) -> None:
+    settings.SENTRY_EVENT_URL = "https://acme.sentry.io/issues/?query={event_id}"  # type: ignore[attr-defined]
+    html = admin_client.get("/admin/scheduler/jobrun/").content.decode()
+    assert f'href="https://acme.sentry.io/issues/?query={"a" * 32}"' in html
+
+
+def test_runs_are_read_only(admin_client: Client, runs: list[JobRun]) -> None:
+    run = runs[0]
+    assert admin_client.get("/admin/scheduler/jobrun/add/").status_code == 403
+    detail = admin_client.get(f"/admin/scheduler/jobrun/{run.pk}/change/")
+    assert detail.status_code == 200
+    assert 'name="_save"' not in detail.content.decode()
+    admin_client.post(f"/admin/scheduler/jobrun/{run.pk}/change/", {"status": "succeeded"})
+    run.refresh_from_db()
+    assert run.status == JobRun.Status.FAILED
+    assert (
+        admin_client.post(f"/admin/scheduler/jobrun/{run.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    assert JobRun.objects.filter(pk=run.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "—"), (0.25, "0.2 s"), (42, "42 s"), (125, "2 min 5 s"), (7260, "2 h 1 min")],
+)
+def test_human_duration(seconds: float | None, text: str) -> None:
+    assert human_duration(seconds) == text
