@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -95,6 +96,18 @@ def start_worker(
             "--without-mingle",
         ],
         env,
+    )
+
+
+def wait_until_ready(worker: Process, timeout: float = 60) -> None:
+    """Wait until the worker answers a ping (its pool is up and consuming)."""
+    from config.celery import app
+
+    hostname = f"{worker.name}@{socket.gethostname()}"
+    wait_for(
+        lambda: app.control.ping(destination=[hostname], timeout=0.5),
+        timeout,
+        f"{hostname} to answer a ping",
     )
 
 

@@ -10,7 +10,14 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from scheduler import leases
 from scheduler.models import JobRun
-from tests.processes import Process, child_env, start_beat, start_worker, wait_for
+from tests.processes import (
+    Process,
+    child_env,
+    start_beat,
+    start_worker,
+    wait_for,
+    wait_until_ready,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +34,10 @@ def test_two_beats_run_each_occurrence_exactly_once(processes: list[Process]) ->
         kwargs='{"seconds": 0}',
     )
     env = child_env()
-    processes.append(start_worker("dup-worker", env, concurrency=2, app="tests.e2e_app"))
+    worker = start_worker("dup-worker", env, concurrency=2, app="tests.e2e_app")
+    processes.append(worker)
+    # Ready before the first dispatch: a run not started by its next slot (2 s) would expire.
+    wait_until_ready(worker)
     beats = [start_beat("dup-beat-a", env), start_beat("dup-beat-b", env)]
     processes.extend(beats)
 
