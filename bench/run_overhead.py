@@ -17,7 +17,6 @@ import argparse
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,11 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from config import redis_server  # noqa: E402  (needs ROOT on the path)
 
 
 class _Sink(BaseHTTPRequestHandler):
@@ -57,7 +52,7 @@ def main() -> int:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="nightshift-bench-"))
-    redis_port = free_port()
+    redis_port = redis_server.free_port()
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     env = {
@@ -73,22 +68,7 @@ def main() -> int:
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
     os.environ.update(env)
-    redis_server = subprocess.Popen(
-        [
-            shutil.which("redis-server") or "redis-server",
-            "--port",
-            str(redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    redis = redis_server.start(shutil.which("redis-server") or "redis-server", redis_port, tmp)
     worker = None
     try:
         subprocess.run(
@@ -102,12 +82,6 @@ def main() -> int:
         from scheduler.models import JobRun
 
         r = leases.client()
-        for _ in range(50):
-            try:
-                r.ping()
-                break
-            except Exception:
-                time.sleep(0.1)
         worker = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "celery"),
@@ -169,8 +143,8 @@ def main() -> int:
         if worker is not None:
             worker.terminate()
             worker.wait(timeout=30)
-        redis_server.terminate()
-        redis_server.wait(timeout=10)
+        redis.terminate()
+        redis.wait(timeout=10)
         sink.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -15,11 +15,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config import redis_server  # noqa: E402  (needs ROOT on the path)
+
 VAR = ROOT / "var"
 ENV_FILE = Path(os.environ.get("ENV_FILE", ROOT / ".env"))
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
@@ -29,7 +33,7 @@ def say(message: str) -> None:
     print(f"[nightshift] {message}", flush=True)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     print(f"[nightshift] error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(1)
 
@@ -82,7 +86,6 @@ def find_or_install_redis_server() -> str:
         "    sudo apt-get install redis-server\n"
         "then `make run` again (or point REDIS_URL at a running Redis)."
     )
-    raise AssertionError("unreachable")
 
 
 def start_private_redis(url: str) -> subprocess.Popen[bytes]:
@@ -91,39 +94,11 @@ def start_private_redis(url: str) -> subprocess.Popen[bytes]:
         fail(f"nothing answers at REDIS_URL ({parsed.hostname}:{parsed.port or 6379}).")
     binary = find_or_install_redis_server()
     port = parsed.port or 6379
-    data_dir = VAR / "redis"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log = VAR / "redis.log"
     say(f"nothing answers at REDIS_URL: starting a private redis-server on 127.0.0.1:{port}")
-    # Its own session: Ctrl-C reaches honcho's processes first, then we stop Redis last.
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data_dir),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--logfile",
-            str(log),
-        ],
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if redis_answers(url):
-            return process
-        if process.poll() is not None:
-            fail(f"redis-server exited with status {process.returncode}; see {log}")
-        time.sleep(0.2)
-    process.terminate()
-    fail(f"redis-server did not answer within 15 s; see {log}")
-    raise AssertionError("unreachable")
+    try:
+        return redis_server.start(binary, port, VAR / "redis")
+    except RuntimeError as error:
+        fail(str(error))
 
 
 def procfile() -> dict[str, str]:
@@ -141,7 +116,6 @@ def manage(*args: str) -> None:
 
 def main() -> int:
     os.chdir(ROOT)
-    sys.path.insert(0, str(ROOT))
     VAR.mkdir(exist_ok=True)
     bin_dir = str(Path(sys.executable).parent)
     os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")

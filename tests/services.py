@@ -9,25 +9,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 
+from config import redis_server
+
 ROOT = Path(__file__).resolve().parent.parent
 
 _redis: subprocess.Popen[bytes] | None = None
 _tmp_dir: str | None = None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _start_redis() -> str:
@@ -39,35 +33,12 @@ def _start_redis() -> str:
             "Install it: apt-get install redis-server"
         )
     _tmp_dir = tempfile.mkdtemp(prefix="nightshift-test-")
-    port = free_port()
-    _redis = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            _tmp_dir,
-            "--logfile",
-            os.path.join(_tmp_dir, "redis.log"),
-        ],
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
-                conn.sendall(b"PING\r\n")
-                if conn.recv(16).startswith(b"+PONG"):
-                    return f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.1)
-    raise pytest.UsageError(f"the suite's redis-server did not start on port {port}")
+    port = redis_server.free_port()
+    try:
+        _redis = redis_server.start(binary, port, Path(_tmp_dir) / "redis")
+    except RuntimeError as error:
+        raise pytest.UsageError(f"the suite's {error}") from error
+    return f"redis://127.0.0.1:{port}/0"
 
 
 @pytest.hookimpl(wrapper=True)
