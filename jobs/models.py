@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils import timezone
 
 
 class WorkerHeartbeat(models.Model):
@@ -12,4 +13,4 @@ class WorkerHeartbeat(models.Model):
         ordering = ["-last_seen_at"]
 
     def __str__(self) -> str:
-        return f"{self.hostname} at {self.last_seen_at:%Y-%m-%d %H:%M:%S %Z}"
+        return f"{self.hostname} at {timezone.localtime(self.last_seen_at):%Y-%m-%d %H:%M:%S %Z}"

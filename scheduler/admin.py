@@ -9,9 +9,11 @@ from scheduler.reporting import sentry_event_url
 
 
 def human_duration(seconds: float | None) -> str:
-    """1.2 s, 3 min 4 s, 2 h 5 min."""
+    """250 ms, 1.2 s, 3 min 4 s, 2 h 5 min."""
     if seconds is None:
         return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
         return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
     minutes, secs = divmod(round(seconds), 60)

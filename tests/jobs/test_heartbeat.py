@@ -24,3 +24,10 @@ def test_heartbeat_records_time_and_counts_runs_per_worker() -> None:
 
 def test_no_heartbeat_yet() -> None:
     assert latest_heartbeat() is None
+
+
+def test_heartbeat_reads_in_shanghai_time() -> None:
+    record_heartbeat("w@h")
+    row = WorkerHeartbeat.objects.get()
+    local = timezone.localtime(row.last_seen_at)
+    assert str(row) == f"w@h at {local:%Y-%m-%d %H:%M:%S} CST"

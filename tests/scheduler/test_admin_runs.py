@@ -76,7 +76,14 @@ def test_runs_are_read_only(admin_client: Client, runs: list[JobRun]) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(None, "—"), (0.25, "0.2 s"), (42, "42 s"), (125, "2 min 5 s"), (7260, "2 h 1 min")],
+    [
+        (None, "—"),
+        (0.25, "250 ms"),
+        (1.25, "1.2 s"),
+        (42, "42 s"),
+        (125, "2 min 5 s"),
+        (7260, "2 h 1 min"),
+    ],
 )
 def test_human_duration(seconds: float | None, text: str) -> None:
     assert human_duration(seconds) == text
