@@ -65,6 +65,29 @@ class JobTask(Task):  # type: ignore[type-arg]
         return random.uniform(delay / 2, delay) if self.retry_jitter else delay  # noqa: S311
 
     def _run_recorded(self, dispatch: runs.Dispatch, args: Any, kwargs: Any) -> Any:
+        try:
+            admitted, lock = self._admit(dispatch)
+        except self.transient_errors as exc:
+            # Redis or the database is down before the job started: nothing ran, try later.
+            if self.max_retries is not None and dispatch.attempt > self.max_retries:
+                raise
+            countdown = self.retry_countdown(dispatch.attempt)
+            logger.warning(
+                "%s could not start (%s: %s); retrying in %.0f s",
+                dispatch.job, runs.error_name(exc), exc, countdown,
+            )  # fmt: skip
+            raise self.retry(exc=exc, countdown=countdown, max_retries=None) from exc
+        if not admitted:
+            return None
+        active = runs.start_run(dispatch, lock, eager=bool(self.request.is_eager))
+        try:
+            return self._execute(active, dispatch, args, kwargs)
+        finally:
+            active.release()  # normally done by finish(), overlapped with the row's write
+
+    def _admit(self, dispatch: runs.Dispatch) -> tuple[bool, str | None]:
+        """Decide whether this dispatch runs: (False, None) when it was recorded as skipped;
+        else (True, the overlap lock it now holds)."""
         deadline = dispatch.deadline(self.start_deadline)
         if deadline is not None and timezone.now() > deadline:
             runs.record_skip(
@@ -82,20 +105,16 @@ class JobTask(Task):  # type: ignore[type-arg]
                     JobRun.Status.SKIPPED_DUPLICATE,
                     f"occurrence {dispatch.slot.isoformat()} was already dispatched",
                 )
-                return None
-        lock = None
-        if self.overlap == "skip":
-            lock = leases.lock_key(dispatch.job, dispatch.schedule)
-            if not leases.acquire(lock, dispatch.task_id):
-                runs.record_skip(
-                    dispatch, JobRun.Status.SKIPPED_OVERLAP, "a run of this job is still running"
-                )
-                return None
-        active = runs.start_run(dispatch, lock, eager=bool(self.request.is_eager))
-        try:
-            return self._execute(active, dispatch, args, kwargs)
-        finally:
-            active.release()  # normally done by finish(), overlapped with the row's write
+                return False, None
+        if self.overlap != "skip":
+            return True, None
+        lock = leases.lock_key(dispatch.job, dispatch.schedule)
+        if not leases.acquire(lock, dispatch.task_id):
+            runs.record_skip(
+                dispatch, JobRun.Status.SKIPPED_OVERLAP, "a run of this job is still running"
+            )
+            return False, None
+        return True, lock
 
     def _execute(self, run: runs.ActiveRun, dispatch: runs.Dispatch, args: Any, kwargs: Any) -> Any:
         try:

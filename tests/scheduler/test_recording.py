@@ -67,3 +67,20 @@ def test_lost_run_check_closes_only_runs_whose_lease_is_gone() -> None:
     }
     assert JobRun.objects.get(pk=lost.pk).error_type == "RunLost"
     assert JobRun.objects.get(pk=past_hard_limit.pk).error_type == "TimeLimitExceeded"
+
+
+def test_a_dead_redis_before_the_start_is_retried_and_records_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import redis
+
+    from config.redis_server import free_port
+
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
+    monkeypatch.setattr(leases, "client", lambda: dead)
+    from celery.exceptions import Retry
+
+    with pytest.raises(Retry) as retried:
+        app.tasks["tests.noop"].apply(kwargs={"n": 1}, throw=True)
+    assert isinstance(retried.value.exc, redis.ConnectionError)
+    assert not JobRun.objects.exists(), "no run started, so no row claims one"
