@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
+from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
 
 from scheduler.defaults import DefaultSchedule, declared
 
@@ -62,3 +62,94 @@ def sync_default_schedules(schedules: list[DefaultSchedule] | None = None) -> Sy
             logger.info("created default schedule %s (%s)", default.name, default.crontab)
             result.created.append(default.name)
     return result
+
+
+def _crontab_expression(crontab: CrontabSchedule) -> str:
+    return " ".join(
+        [
+            crontab.minute,
+            crontab.hour,
+            crontab.day_of_month,
+            crontab.month_of_year,
+            crontab.day_of_week,
+        ]
+    )
+
+
+def registered_tasks() -> set[str]:
+    """Names of every task the project's jobs provide.
+
+    Celery discovers the apps' tasks modules only when a worker or beat starts; a management
+    command must ask for them, or every job would look missing.
+    """
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    return set(app.tasks)
+
+
+def drift(schedules: list[DefaultSchedule] | None = None) -> list[str]:
+    """How the database differs from the declared schedules, one line per difference."""
+    lines = []
+    for default in declared() if schedules is None else schedules:
+        task = PeriodicTask.objects.select_related("crontab").filter(name=default.name).first()
+        if task is None:
+            lines.append(f"{default.name}: missing (code: {default.task} at {default.crontab})")
+            continue
+        found = {
+            "task": task.task,
+            "crontab": _crontab_expression(task.crontab) if task.crontab else "(not a crontab)",
+            "time zone": str(task.crontab.timezone) if task.crontab else "-",
+            "kwargs": json.loads(task.kwargs or "{}"),
+            "enabled": task.enabled,
+        }
+        wanted = {
+            "task": default.task,
+            "crontab": default.crontab,
+            "time zone": settings.CELERY_TIMEZONE,
+            "kwargs": default.kwargs,
+            "enabled": default.enabled,
+        }
+        for key, value in wanted.items():
+            if found[key] != value:
+                lines.append(f"{default.name}: {key} is {found[key]!r} (code: {value!r})")
+    registered = registered_tasks()
+    for name, task_name in PeriodicTask.objects.filter(enabled=True).values_list("name", "task"):
+        if task_name not in registered:
+            lines.append(f"{name}: runs {task_name!r}, which no job provides")
+    return lines
+
+
+def reset_schedule(name: str) -> PeriodicTask:
+    """Overwrite the schedule `name` with its declaration in code (an admin's edits are lost)."""
+    default = next((d for d in declared() if d.name == name), None)
+    if default is None:
+        raise LookupError(f"no default schedule is declared under the name {name!r}")
+    with transaction.atomic():
+        task = PeriodicTask.objects.filter(name=name).first() or PeriodicTask(name=name)
+        task.task = default.task
+        task.crontab = get_crontab(default.crontab)
+        task.interval = task.solar = task.clocked = None
+        task.kwargs = json.dumps(default.kwargs)
+        task.args = "[]"
+        task.enabled = default.enabled
+        task.description = default.description
+        task.save()
+    logger.warning("reset schedule %s to its declaration in code", name)
+    return task
+
+
+def disable_orphans() -> list[str]:
+    """Disable enabled schedules whose task no job provides any more; return their names."""
+    registered = registered_tasks()
+    orphans = [
+        task
+        for task in PeriodicTask.objects.filter(enabled=True).only("pk", "name", "task")
+        if task.task not in registered
+    ]
+    for task in orphans:
+        logger.warning("disabling schedule %s: its task %s no longer exists", task.name, task.task)
+    if orphans:
+        PeriodicTask.objects.filter(pk__in=[t.pk for t in orphans]).update(enabled=False)
+        PeriodicTasks.update_changed()  # update() sends no signal: tell beat
+    return [task.name for task in orphans]
