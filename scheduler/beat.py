@@ -17,7 +17,7 @@ from django.utils import timezone
 from sentry_sdk.crons import MonitorStatus, capture_checkin
 
 from scheduler import reporting
-from scheduler.runs import NEXT_SLOT_HEADER, SLOT_HEADER
+from scheduler.runs import NEXT_SLOT_HEADER, SLOT_HEADER, hard_time_limit
 from scheduler.slots import slot_for
 
 logger = logging.getLogger(__name__)
@@ -35,8 +35,7 @@ def annotate_entry(scheduler: Scheduler, entry: ScheduleEntry) -> None:
         if slot.next_at is not None:
             headers[NEXT_SLOT_HEADER] = slot.next_at.isoformat()
     if sentry_sdk.get_client().is_active():
-        task = scheduler.app.tasks.get(entry.task or "")
-        limit = getattr(task, "time_limit", None) or scheduler.app.conf.task_time_limit
+        limit = hard_time_limit(scheduler.app, entry.task or "")
         config = reporting.monitor_config(entry.schedule, limit, slot.at if slot else None)
         if config:
             check_in_id = capture_checkin(

@@ -278,6 +278,13 @@ class _RowWriter:
 _row_writer = _RowWriter()
 
 
+def hard_time_limit(app: Any, job: str) -> float | None:
+    """A job's hard time limit in seconds: its own, else the project default."""
+    task = app.tasks.get(job)
+    limit = getattr(task, "time_limit", None) or app.conf.task_time_limit
+    return float(limit) if limit else None
+
+
 def mark_lost_runs(now: datetime | None = None) -> list[JobRun]:
     """Close runs still `running` whose worker stopped renewing their lease.
 
@@ -298,12 +305,11 @@ def mark_lost_runs(now: datetime | None = None) -> list[JobRun]:
     for run, is_alive in zip(candidates, alive, strict=True):
         if is_alive:
             continue
-        task = app.tasks.get(run.job)
-        limit = getattr(task, "time_limit", None) or app.conf.task_time_limit
+        limit = hard_time_limit(app, run.job)
         killed = limit is not None and run.started_at + timedelta(seconds=limit) <= now
         if killed:
             status, kind = JobRun.Status.TIMED_OUT, "TimeLimitExceeded"
-            message = f"killed at its hard time limit of {limit} s (worker {run.worker})"
+            message = f"killed at its hard time limit of {limit:g} s (worker {run.worker})"
         else:
             status, kind = JobRun.Status.LOST, "RunLost"
             message = f"worker {run.worker} stopped during the run (no lease renewal)"
