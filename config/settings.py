@@ -104,7 +104,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
     # A file, not memory, so the worker and beat processes of end-to-end tests see it.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-nightshift.sqlite3")}
+    _db_file = Path(DATABASES["default"]["NAME"])
+    DATABASES["default"]["TEST"] = {"NAME": str(_db_file.with_name(f"test-{_db_file.name}"))}
 # Workers keep their connection between jobs instead of reconnecting for each one. A health
 # check would cost a round trip per job: a connection found broken fails that job with a
 # transient error (retried) and is replaced.
@@ -204,6 +205,36 @@ CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None)
 NIGHTSHIFT_RUN_LEASE_SECONDS = env.float("NIGHTSHIFT_RUN_LEASE_SECONDS", default=60.0)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 DJANGO_CELERY_BEAT_TZ_AWARE = True
+
+# --- Maintenance jobs -----------------------------------------------------------------------
+
+# Backups (jobs.backup_database): written here, mode 0600, in a directory only the owner may enter.
+BACKUP_DIR = Path(env.str("BACKUP_DIR", default=str(VAR_DIR / "backups")))
+# Retention: the newest verified backup of each of the last N days, M ISO weeks and K months.
+BACKUP_KEEP_DAILY = env.int("BACKUP_KEEP_DAILY", default=7)
+BACKUP_KEEP_WEEKLY = env.int("BACKUP_KEEP_WEEKLY", default=4)
+BACKUP_KEEP_MONTHLY = env.int("BACKUP_KEEP_MONTHLY", default=12)
+# Directory of pg_dump / pg_restore when they are not on PATH (e.g. /usr/lib/postgresql/16/bin).
+PG_BIN_DIR = env.str("PG_BIN_DIR", default="")
+
+# The daily report (jobs.daily_report) goes to REPORT_RECIPIENTS, or to ADMINS when that is empty.
+REPORT_RECIPIENTS = env.list("REPORT_RECIPIENTS", default=[])
+ADMINS = [("", address) for address in env.list("ADMINS", default=[])]
+# Email: EMAIL_URL such as smtp+tls://USER:PASSWORD@smtp.example.com:587 (or smtp://localhost:25).
+# Without it: printed to the console when DEBUG is on, sent to localhost:25 otherwise.
+if "EMAIL_URL" in env:
+    globals().update(env.email_url("EMAIL_URL"))
+elif DEBUG:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="nightshift@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# Housekeeping (jobs.housekeeping): run history and reports older than this many days go.
+JOB_HISTORY_DAYS = env.int("JOB_HISTORY_DAYS", default=90)
+REPORT_RETENTION_DAYS = env.int("REPORT_RETENTION_DAYS", default=365)
+# Rows deleted per transaction, so no clean-up holds a long lock.
+HOUSEKEEPING_BATCH_SIZE = env.int("HOUSEKEEPING_BATCH_SIZE", default=5000)
 
 # --- Logging --------------------------------------------------------------------------------
 
