@@ -55,6 +55,7 @@ class JobRunAdmin(admin.ModelAdmin[JobRun]):
         "finished_at",
         "duration",
         "worker",
+        "requested_by",
         "error_type",
         "error_message",
         "traceback",

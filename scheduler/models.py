@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django_celery_beat.models import PeriodicTask
 
 
 class JobRun(models.Model):
@@ -40,6 +41,9 @@ class JobRun(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices)
     attempt = models.PositiveIntegerField(default=1)
     worker = models.CharField(max_length=255, blank=True)
+    requested_by = models.CharField(
+        max_length=150, blank=True, help_text="The user who started a manual run."
+    )
     error_type = models.CharField(max_length=255, blank=True)
     error_message = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
@@ -57,3 +61,57 @@ class JobRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job} #{self.pk} {self.status}"
+
+
+class Schedule(PeriodicTask):
+    """django-celery-beat's PeriodicTask as Nightshift's admin shows it (a proxy: same table)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "schedule"
+        permissions = [("run_schedule", "Can run a schedule now")]
+
+
+class SchedulePolicy(models.Model):
+    """Per-schedule overrides of the job's run policy; an empty field keeps the job's default."""
+
+    class Overlap(models.TextChoices):
+        SKIP = "skip", "skip: a run still going makes the next one skipped_overlap"
+        ALLOW = "allow", "allow: runs may overlap"
+
+    periodic_task = models.OneToOneField(
+        PeriodicTask, on_delete=models.CASCADE, related_name="nightshift_policy"
+    )
+    overlap = models.CharField(max_length=8, choices=Overlap.choices, blank=True)
+    soft_time_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds; the job is interrupted and recorded timed_out."
+    )
+    time_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds; the worker process is killed."
+    )
+    max_retries = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Retries after a transient error."
+    )
+    start_deadline = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Seconds after its slot until a run not yet started expires.",
+    )
+
+    class Meta:
+        verbose_name = "run policy"
+        verbose_name_plural = "run policy"
+
+    def __str__(self) -> str:
+        return f"policy of {self.periodic_task.name}"
+
+    def overrides(self) -> dict[str, object]:
+        """The fields that are set, by name (what beat sends with each dispatch)."""
+        values = {
+            "overlap": self.overlap or None,
+            "soft_time_limit": self.soft_time_limit,
+            "time_limit": self.time_limit,
+            "max_retries": self.max_retries,
+            "start_deadline": self.start_deadline,
+        }
+        return {name: value for name, value in values.items() if value is not None}

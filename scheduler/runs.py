@@ -34,6 +34,9 @@ SLOT_HEADER = "nightshift_slot"
 NEXT_SLOT_HEADER = "nightshift_next_slot"
 ENQUEUED_HEADER = "nightshift_enqueued_at"
 SCHEDULE_HEADER = "periodic_task_name"  # django-celery-beat's
+# A run started by hand (admin "run now"): who asked. Marks the run `manual` even though it
+# carries its schedule's name (so it shares the schedule's overlap lock).
+REQUESTED_BY_HEADER = "nightshift_requested_by"
 
 
 def _header_time(headers: dict[str, Any], name: str) -> datetime | None:
@@ -74,7 +77,9 @@ class Dispatch:
     def trigger(self) -> str:
         if self.attempt > 1:
             return JobRun.Trigger.RETRY
-        return JobRun.Trigger.SCHEDULE if self.schedule else JobRun.Trigger.MANUAL
+        if self.schedule and REQUESTED_BY_HEADER not in self.headers:
+            return JobRun.Trigger.SCHEDULE
+        return JobRun.Trigger.MANUAL
 
     def deadline(self, start_deadline: float | None) -> datetime | None:
         """When a first attempt that has not started becomes stale (None: never)."""
@@ -97,6 +102,7 @@ class Dispatch:
             status=status,
             attempt=self.attempt,
             worker=self.worker,
+            requested_by=str(self.headers.get(REQUESTED_BY_HEADER) or "")[:150],
             **fields,
         )
 
