@@ -1,8 +1,9 @@
 """Beat-side additions, installed on `celery -A config beat -S django` at start-up.
 
 For each dispatch, beat adds to the message: the slot it serves and the next one (so workers can
-drop duplicates from a second beat and stale runs from a backlog), and opens the Sentry Crons
-check-in with a monitor config for every schedule kind sentry-sdk cannot describe itself.
+drop duplicates from a second beat and stale runs from a backlog), the schedule's run-policy
+overrides (scheduler.policy), and opens the Sentry Crons check-in with a monitor config for
+every schedule kind sentry-sdk cannot describe itself.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from celery.signals import beat_init
 from django.utils import timezone
 from sentry_sdk.crons import MonitorStatus, capture_checkin
 
-from scheduler import reporting
+from scheduler import policy, reporting
 from scheduler.runs import NEXT_SLOT_HEADER, SLOT_HEADER, hard_time_limit
 from scheduler.slots import slot_for
 
@@ -29,13 +30,18 @@ def annotate_entry(scheduler: Scheduler, entry: ScheduleEntry) -> None:
     headers = dict(options.get("headers") or {})
     for key in [k for k in headers if k.startswith(("sentry-monitor-", "nightshift_"))]:
         del headers[key]  # left over from the previous dispatch of this entry
+    for name in policy.TIME_LIMIT_OPTIONS:
+        options.pop(name, None)
+    policy_headers, policy_options = policy.dispatch_options(entry.name or "")
+    headers.update(policy_headers)
+    options.update(policy_options)
     slot = slot_for(entry.schedule, timezone.now())
     if slot is not None:
         headers[SLOT_HEADER] = slot.at.isoformat()
         if slot.next_at is not None:
             headers[NEXT_SLOT_HEADER] = slot.next_at.isoformat()
     if sentry_sdk.get_client().is_active():
-        limit = hard_time_limit(scheduler.app, entry.task or "")
+        limit = policy_options.get("time_limit") or hard_time_limit(scheduler.app, entry.task or "")
         config = reporting.monitor_config(entry.schedule, limit, slot.at if slot else None)
         if config:
             check_in_id = capture_checkin(

@@ -63,7 +63,7 @@ class JobRun(models.Model):
         return f"{self.job} #{self.pk} {self.status}"
 
 
-class Schedule(PeriodicTask):
+class Schedule(PeriodicTask):  # type: ignore[misc]  # django_celery_beat is untyped
     """django-celery-beat's PeriodicTask as Nightshift's admin shows it (a proxy: same table)."""
 
     class Meta:

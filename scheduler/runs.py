@@ -20,6 +20,7 @@ from django.utils.dateparse import parse_datetime
 
 from scheduler import leases, reporting
 from scheduler.models import JobRun
+from scheduler.policy import POLICY_HEADER, overrides_for
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,13 @@ class Dispatch:
         if self.schedule and REQUESTED_BY_HEADER not in self.headers:
             return JobRun.Trigger.SCHEDULE
         return JobRun.Trigger.MANUAL
+
+    def policy(self, name: str, default: Any) -> Any:
+        """The job's policy value `name`, unless the dispatch carries its schedule's override."""
+        overrides = self.headers.get(POLICY_HEADER)
+        if isinstance(overrides, dict) and overrides.get(name) is not None:
+            return overrides[name]
+        return default
 
     def deadline(self, start_deadline: float | None) -> datetime | None:
         """When a first attempt that has not started becomes stale (None: never)."""
@@ -311,7 +319,9 @@ def mark_lost_runs(now: datetime | None = None) -> list[JobRun]:
     for run, is_alive in zip(candidates, alive, strict=True):
         if is_alive:
             continue
-        limit = hard_time_limit(app, run.job)
+        # The schedule's override, as beat sent it (an edit since then is a rare, harmless miss).
+        override = overrides_for(run.schedule).get("time_limit") if run.schedule else None
+        limit = float(override) if override else hard_time_limit(app, run.job)
         killed = limit is not None and run.started_at + timedelta(seconds=limit) <= now
         if killed:
             status, kind = JobRun.Status.TIMED_OUT, "TimeLimitExceeded"

@@ -69,7 +69,8 @@ class JobTask(Task):  # type: ignore[type-arg]
             admitted, lock = self._admit(dispatch)
         except self.transient_errors as exc:
             # Redis or the database is down before the job started: nothing ran, try later.
-            if self.max_retries is not None and dispatch.attempt > self.max_retries:
+            max_retries = dispatch.policy("max_retries", self.max_retries)
+            if max_retries is not None and dispatch.attempt > max_retries:
                 raise
             countdown = self.retry_countdown(dispatch.attempt)
             logger.warning(
@@ -88,7 +89,7 @@ class JobTask(Task):  # type: ignore[type-arg]
     def _admit(self, dispatch: runs.Dispatch) -> tuple[bool, str | None]:
         """Decide whether this dispatch runs: (False, None) when it was recorded as skipped;
         else (True, the overlap lock it now holds)."""
-        deadline = dispatch.deadline(self.start_deadline)
+        deadline = dispatch.deadline(dispatch.policy("start_deadline", self.start_deadline))
         if deadline is not None and timezone.now() > deadline:
             runs.record_skip(
                 dispatch,
@@ -106,7 +107,7 @@ class JobTask(Task):  # type: ignore[type-arg]
                     f"occurrence {dispatch.slot.isoformat()} was already dispatched",
                 )
                 return False, None
-        if self.overlap != "skip":
+        if dispatch.policy("overlap", self.overlap) != "skip":
             return True, None
         lock = leases.lock_key(dispatch.job, dispatch.schedule)
         if not leases.acquire(lock, dispatch.task_id):
@@ -126,7 +127,8 @@ class JobTask(Task):  # type: ignore[type-arg]
             run.finish(JobRun.Status.TIMED_OUT, exc=exc, report=True)
             raise
         except self.transient_errors as exc:
-            if self.max_retries is None or dispatch.attempt <= self.max_retries:
+            max_retries = dispatch.policy("max_retries", self.max_retries)
+            if max_retries is None or dispatch.attempt <= max_retries:
                 countdown = self.retry_countdown(dispatch.attempt)
                 run.finish(JobRun.Status.RETRYING, exc=exc)
                 reporting.add_retry_breadcrumb(dispatch.job, dispatch.attempt, exc, countdown)
