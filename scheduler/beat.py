@@ -17,7 +17,7 @@ from celery.signals import beat_init
 from django.utils import timezone
 from sentry_sdk.crons import MonitorStatus, capture_checkin
 
-from scheduler import policy, reporting
+from scheduler import policy, presence, reporting
 from scheduler.runs import NEXT_SLOT_HEADER, SLOT_HEADER, hard_time_limit
 from scheduler.slots import slot_for
 
@@ -73,4 +73,11 @@ def install(sender: Service, **kwargs: Any) -> None:
         return original(entry, producer=producer)
 
     scheduler.apply_entry = apply_entry  # type: ignore[method-assign]
+    original_tick = scheduler.tick
+
+    def tick(*args: Any, **kwargs: Any) -> Any:
+        presence.record_beat_tick()  # for the health page: beat is alive and looping
+        return original_tick(*args, **kwargs)
+
+    scheduler.tick = tick  # type: ignore[method-assign]
     logger.info("Nightshift beat hooks installed on %s", type(scheduler).__name__)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import before_task_publish, task_postrun, worker_process_init
+from celery.signals import (
+    before_task_publish,
+    task_postrun,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 from django.conf import settings
 from django.db import close_old_connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -12,6 +18,7 @@ from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 from django.utils import timezone
 
+from scheduler import presence
 from scheduler.runs import ENQUEUED_HEADER
 
 
@@ -55,3 +62,16 @@ def close_unusable_connections(sender: Any = None, **kwargs: Any) -> None:
     """Between jobs, drop a broken or aged database connection, as Django does per request."""
     if sender is not None and not getattr(sender.request, "is_eager", False):
         close_old_connections()
+
+
+@worker_ready.connect(dispatch_uid="nightshift-worker-presence")
+def announce_worker(sender: Any = None, **kwargs: Any) -> None:
+    """The worker's main process tells the health page it is online, until it stops."""
+    presence.start_worker_presence(sender.hostname)
+
+
+@worker_shutdown.connect(dispatch_uid="nightshift-worker-gone")
+def withdraw_worker(sender: Any = None, **kwargs: Any) -> None:
+    hostname = getattr(sender, "hostname", None)
+    if hostname:
+        presence.forget_worker(hostname)

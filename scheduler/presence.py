@@ -1,0 +1,104 @@
+"""Who is alive: beat's last tick and the workers online, kept in Redis by the processes.
+
+Beat stamps a key on every tick (at least every 5 s with DatabaseScheduler); each worker's
+main process stamps its hostname in a hash every PRESENCE_INTERVAL seconds. The health page
+reads both without asking the processes anything, so it stays fast when one of them hangs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import redis
+
+from scheduler import leases
+
+logger = logging.getLogger(__name__)
+
+BEAT_KEY = "nightshift:beat:last_tick"
+WORKERS_KEY = "nightshift:workers"
+PRESENCE_INTERVAL = 15.0
+# A worker not seen for this long is offline; its entry is dropped after FORGET_AFTER.
+ONLINE_WITHIN = timedelta(seconds=3 * PRESENCE_INTERVAL)
+FORGET_AFTER = timedelta(days=1)
+
+_last_stamp = 0.0
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def record_beat_tick() -> None:
+    """Stamp beat's liveness (at most once a second; never raises)."""
+    global _last_stamp
+    now = time.monotonic()
+    if now - _last_stamp < 1.0:
+        return
+    try:
+        leases.client().set(
+            BEAT_KEY, datetime.now(UTC).isoformat(), ex=int(FORGET_AFTER.total_seconds())
+        )
+        _last_stamp = now
+    except redis.RedisError as exc:
+        logger.warning("could not record beat's tick in Redis: %s", exc)
+
+
+def beat_last_tick() -> datetime | None:
+    value = leases.client().get(BEAT_KEY)
+    return datetime.fromisoformat(_text(value)) if value else None
+
+
+@dataclass(frozen=True)
+class WorkerPresence:
+    hostname: str
+    last_seen: datetime
+    online: bool
+
+
+def stamp_worker(hostname: str) -> None:
+    leases.client().hset(WORKERS_KEY, hostname, datetime.now(UTC).isoformat())
+
+
+def forget_worker(hostname: str) -> None:
+    """A worker that shuts down cleanly leaves the list at once."""
+    try:
+        leases.client().hdel(WORKERS_KEY, hostname)
+    except redis.RedisError as exc:  # shutting down: Redis may be gone too
+        logger.warning("could not remove worker %s from Redis: %s", hostname, exc)
+
+
+def workers(now: datetime | None = None) -> list[WorkerPresence]:
+    """Every worker seen within FORGET_AFTER, online ones first, by hostname."""
+    now = now or datetime.now(UTC)
+    r = leases.client()
+    found, forgotten = [], []
+    for raw_host, raw_seen in r.hgetall(WORKERS_KEY).items():
+        host, seen = _text(raw_host), datetime.fromisoformat(_text(raw_seen))
+        if now - seen > FORGET_AFTER:
+            forgotten.append(host)
+            continue
+        found.append(WorkerPresence(host, seen, now - seen <= ONLINE_WITHIN))
+    if forgotten:
+        r.hdel(WORKERS_KEY, *forgotten)
+    return sorted(found, key=lambda w: (not w.online, w.hostname))
+
+
+def start_worker_presence(hostname: str) -> threading.Thread:
+    """Keep stamping `hostname` from a daemon thread of the worker's main process."""
+
+    def loop() -> None:
+        while True:
+            try:
+                stamp_worker(hostname)
+            except redis.RedisError as exc:
+                logger.warning("could not record worker presence in Redis: %s", exc)
+            time.sleep(PRESENCE_INTERVAL)
+
+    thread = threading.Thread(target=loop, name="nightshift-presence", daemon=True)
+    thread.start()
+    return thread
