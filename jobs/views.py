@@ -1,0 +1,95 @@
+"""The health page: "is everything running?" on one admin page, from cached and Redis data."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from jobs.health import cached_job_health
+from jobs.models import Backup
+from scheduler import presence
+from scheduler.models import JobRun
+
+# Beat ticks at least every 5 s (DatabaseScheduler's max_interval); a minute of silence is death.
+BEAT_ALIVE_WITHIN = timedelta(seconds=60)
+NEXT_RUNS = 10
+FAILED = {str(status) for status in JobRun.FINAL_ERRORS}
+
+
+def _times(entry: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The entry with its ISO time strings parsed, for the template's date filters."""
+    parsed = dict(entry)
+    for name in names:
+        value = entry.get(name)
+        parsed[name] = parse_datetime(value) if isinstance(value, str) else None
+    return parsed
+
+
+def _run_url(run_id: int | None) -> str | None:
+    return reverse("admin:scheduler_jobrun_change", args=[run_id]) if run_id else None
+
+
+def health_context(now: datetime | None = None) -> dict[str, Any]:
+    """Everything the health page shows; one query (the latest backup) plus cache and Redis."""
+    now = now or timezone.now()
+    summary = cached_job_health()
+    beat_tick = presence.beat_last_tick()
+    schedules = [
+        {
+            **_times(s, "next_run_at", "overdue_since", "last_run_at"),
+            "url": _run_url(s["last_run_id"]),
+        }
+        for s in summary.get("schedules", [])
+    ]
+    upcoming = sorted((s for s in schedules if s["next_run_at"]), key=lambda s: s["next_run_at"])
+    attention = []
+    for entry in schedules:
+        problems = []
+        if entry["overdue_since"]:
+            since = timezone.localtime(entry["overdue_since"])
+            problems.append(f"overdue since {since:%Y-%m-%d %H:%M}")
+        if entry["last_status"] in FAILED:
+            problems.append(f"last run {entry['last_status']}")
+        if problems:
+            attention.append({**entry, "problems": "; ".join(problems)})
+    failing_jobs = [
+        {**_times(j, "last_run_at"), "url": _run_url(j["last_run_id"])}
+        for j in summary.get("jobs", [])
+        if j["failures_24h"]
+    ]
+    workers = presence.workers(now)
+    backup = Backup.objects.filter(verified=True).order_by("-created_at").first()
+    return {
+        "now": now,
+        "generated_at": parse_datetime(summary.get("generated_at") or ""),
+        "window_hours": summary.get("window_hours", 24),
+        "beat_tick": beat_tick,
+        "beat_alive": beat_tick is not None and now - beat_tick <= BEAT_ALIVE_WITHIN,
+        "workers": workers,
+        "workers_online": sum(1 for w in workers if w.online),
+        "failing_jobs": sorted(failing_jobs, key=lambda j: -j["failures_24h"]),
+        "upcoming": upcoming[:NEXT_RUNS],
+        "attention": attention,
+        "backup": backup,
+        "backup_age": now - backup.created_at if backup else None,
+    }
+
+
+def health(request: HttpRequest) -> HttpResponse:
+    """The admin's health page (staff only; needs permission to view runs)."""
+    if not request.user.has_perm("scheduler.view_jobrun"):
+        raise PermissionDenied
+    context = {
+        **admin.site.each_context(request),
+        "title": "Health",
+        **health_context(),
+    }
+    return TemplateResponse(request, "admin/nightshift_health.html", context)

@@ -1,0 +1,121 @@
+"""The admin's health page: is everything running?"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+from jobs import cache
+from jobs.models import Backup
+from scheduler import leases, presence
+from scheduler.models import JobRun
+
+pytestmark = pytest.mark.django_db
+
+URL = "/admin/health/"
+
+
+@pytest.fixture(autouse=True)
+def clean_redis() -> None:
+    leases.client().flushdb()
+
+
+def run(job: str, schedule: str, status: str, minutes_ago: float) -> JobRun:
+    at = timezone.now() - timedelta(minutes=minutes_ago)
+    return JobRun.objects.create(
+        task_id=f"{schedule}-{minutes_ago}",
+        job=job,
+        schedule=schedule,
+        trigger="schedule",
+        started_at=at,
+        finished_at=at,
+        duration_seconds=1.0,
+        status=status,
+    )
+
+
+def test_anonymous_users_get_the_login_page() -> None:
+    response = Client().get(URL)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_staff_without_permission_to_view_runs_is_refused() -> None:
+    user = User.objects.create_user("staff", password="pw-staff-123", is_staff=True)
+    client = Client()
+    client.force_login(user)
+    assert client.get(URL).status_code == 403
+    user.user_permissions.add(Permission.objects.get(codename="view_jobrun"))
+    assert client.get(URL).status_code == 200
+
+
+def test_everything_running_and_what_needs_attention(admin_client: Client) -> None:
+    daily = CrontabSchedule.objects.create(minute="30", hour="2", timezone="Asia/Shanghai")
+    every_10_min = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
+    PeriodicTask.objects.create(name="nightly-backup", task="jobs.backup_database", crontab=daily)
+    PeriodicTask.objects.create(
+        name="refresh",
+        task="jobs.refresh_cache",
+        interval=every_10_min,
+        last_run_at=timezone.now() - timedelta(hours=1),
+    )
+    failed = run("jobs.backup_database", "nightly-backup", JobRun.Status.FAILED, 30)
+    run("jobs.refresh_cache", "refresh", JobRun.Status.SUCCEEDED, 60)
+    Backup.objects.create(
+        created_at=timezone.now() - timedelta(hours=5),
+        path="/srv/backups/nightshift-postgresql-20261123-023000+0800.dump",
+        size_bytes=5 * 1024 * 1024,
+        sha256="0" * 64,
+        duration_seconds=12.0,
+        engine="postgresql",
+        verified=True,
+    )
+    presence.record_beat_tick()
+    presence.stamp_worker("celery@web-1")
+    cache.refresh_all().raise_for_failures()
+
+    response = admin_client.get(URL)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Alive: last tick" in page
+    assert "Workers (1 online)" in page and "celery@web-1" in page
+    # The failed backup: among failures by job, and its schedule needs attention, with a link.
+    attention = page[page.index('id="attention"') : page.index('id="failures"')]
+    assert "nightly-backup" in attention and "last run failed" in attention
+    assert f"/admin/scheduler/jobrun/{failed.pk}/change/" in attention
+    # 10-minute schedule last run an hour ago: overdue.
+    assert "refresh" in attention and "overdue since" in attention
+    failures = page[page.index('id="failures"') : page.index('id="upcoming"')]
+    assert "jobs.backup_database" in failures and "jobs.refresh_cache" not in failures
+    # The next 02:30 in Shanghai is among the next runs.
+    upcoming = page[page.index('id="upcoming"') : page.index('id="backup"')]
+    assert ":30:00" in upcoming and "nightly-backup" in upcoming
+    backup = page[page.index('id="backup"') :]
+    assert "nightshift-postgresql-20261123-023000+0800.dump" in backup and "5.0\xa0MB" in backup
+
+
+def test_dead_beat_no_workers_and_no_backup_are_shown_loudly(admin_client: Client) -> None:
+    page = admin_client.get(URL).content.decode()
+    assert "No beat has ticked" in page
+    assert "No worker is online" in page
+    assert "No verified backup exists." in page
+
+
+def test_the_page_reads_the_cache_not_the_run_table(
+    admin_client: Client, django_assert_max_num_queries
+) -> None:
+    for i in range(50):
+        run(f"jobs.job{i % 5}", f"schedule-{i % 5}", JobRun.Status.FAILED, i)
+    cache.refresh_all().raise_for_failures()
+    # Session, user, latest backup: the figures come from the cached summary.
+    with django_assert_max_num_queries(3):
+        assert admin_client.get(URL).status_code == 200
+
+
+def test_the_admin_index_links_to_the_health_page(admin_client: Client) -> None:
+    assert 'href="/admin/health/"' in admin_client.get("/admin/").content.decode()
