@@ -2,9 +2,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from io import StringIO
 from typing import Any, cast
@@ -24,6 +22,7 @@ from jobs.models import Backup, Report
 from jobs.reports import daily_report
 from scheduler.models import JobRun
 from scheduler.reporting import run_admin_url
+from tests.smtp_server import Inbox
 
 pytestmark = pytest.mark.django_db
 
@@ -32,25 +31,6 @@ DAY = date(2025, 3, 10)
 SITE = "https://nightshift.example.com"
 RECIPIENTS = ["ops@example.com", "dev@example.com"]
 S = JobRun.Status
-
-
-@dataclass
-class Received:
-    rcpt_tos: list[str]
-    message: EmailMessage
-
-
-@dataclass
-class Inbox:
-    """An aiosmtpd handler that keeps every message it accepts."""
-
-    port: int = 0
-    messages: list[Received] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = message_from_bytes(envelope.content, policy=policy.default)
-        self.messages.append(Received(list(envelope.rcpt_tos), message))
-        return "250 Message accepted for delivery"
 
 
 @pytest.fixture(autouse=True)
