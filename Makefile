@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 VENV_STAMP := .venv/.synced
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench bench-backup bench-report clean
 
 run: $(VENV_STAMP)
 	.venv/bin/python bin/run.py
@@ -20,6 +20,12 @@ lint: $(VENV_STAMP)
 
 bench: $(VENV_STAMP)
 	.venv/bin/python bench/run_overhead.py $(BENCH_ARGS)
+
+bench-backup: $(VENV_STAMP)
+	.venv/bin/python bench/backup.py $(BENCH_ARGS)
+
+bench-report: $(VENV_STAMP)
+	.venv/bin/python bench/report.py $(BENCH_ARGS)
 
 format: $(VENV_STAMP)
 	.venv/bin/ruff format .
