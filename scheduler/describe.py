@@ -1,0 +1,246 @@
+"""Schedules in plain words, crontab fields checked with messages a person can act on, and the
+next fire times of a schedule (for the admin's list, change page and live preview)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from celery.schedules import crontab, schedule, solar
+from cron_descriptor import ExpressionDescriptor, Options  # type: ignore[import-untyped]
+from django.conf import settings
+from django.utils import timezone
+from django_celery_beat import validators
+from django_celery_beat.clockedschedule import clocked
+from django_celery_beat.models import PeriodicTask
+
+from scheduler.slots import next_crontab_fire
+
+CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+RANGES = {
+    "minute": (0, 59),
+    "hour": (0, 23),
+    "day_of_month": (1, 31),
+    "month_of_year": (1, 12),
+    # Celery (unlike cron) has no 7 for Sunday: a 7 would make beat drop the schedule silently.
+    "day_of_week": (0, 6),
+}
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_NAMES = {
+    "day_of_week": {name: number for number, name in enumerate(_DAY_NAMES)},
+    "month_of_year": {name: number for number, name in enumerate(_MONTH_NAMES, start=1)},
+}
+_BEAT_VALIDATORS = {
+    "minute": validators.minute_validator,
+    "hour": validators.hour_validator,
+    "day_of_month": validators.day_of_month_validator,
+    "month_of_year": validators.month_of_year_validator,
+    "day_of_week": validators.day_of_week_validator,
+}
+_ITEM_RE = re.compile(r"^(?P<base>[^/]+)(?:/(?P<step>.*))?$")
+
+
+class CrontabError(ValueError):
+    """A crontab field that beat would reject or misread; the message names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def _value(field: str, token: str) -> int:
+    low, high = RANGES[field]
+    names = _NAMES.get(field, {})
+    word = token.lower()
+    if word[:3] in names and (len(word) == 3 or word.isalpha()):
+        return names[word[:3]]
+    if not token.isdigit():
+        hint = f" (or a name such as {next(iter(names))})" if names else ""
+        raise CrontabError(field, f"{token!r} is not a number {low}-{high}{hint}")
+    number = int(token)
+    if not low <= number <= high:
+        extra = " (0 is Sunday)" if field == "day_of_week" else ""
+        raise CrontabError(field, f"{number} is out of range {low}-{high}{extra}")
+    return number
+
+
+def check_crontab_field(field: str, value: str) -> str:
+    """The field's value without stray spaces; CrontabError says what is wrong with it."""
+    low, high = RANGES[field]
+    text = "".join(value.split())
+    if not text:
+        raise CrontabError(field, 'empty; use "*" for every value')
+    for item in text.split(","):
+        match = _ITEM_RE.match(item)
+        if not item or match is None:
+            raise CrontabError(field, f"empty item in {text!r}")
+        base, step = match["base"], match["step"]
+        if step is not None:
+            if not step.isdigit() or not 1 <= int(step) <= high - low:
+                raise CrontabError(field, f"step {step!r} must be a number 1-{high - low}")
+            if base != "*" and "-" not in base:
+                raise CrontabError(
+                    field, f"a step needs a range: write {base}-{high}/{step} or */{step}"
+                )
+        if base == "*":
+            continue
+        ends = base.split("-")
+        if len(ends) > 2:
+            raise CrontabError(field, f"{base!r} is not a value or a range like 1-5")
+        numbers = [_value(field, end) for end in ends]
+        if len(numbers) == 2 and numbers[0] > numbers[1]:
+            raise CrontabError(
+                field,
+                f"range {base} goes backwards; write it as {ends[0]}-{high},{low}-{ends[1]}",
+            )
+    # The same checks beat and the model apply, in case they know something this parser does not.
+    try:
+        crontab(**{field: text})
+        _BEAT_VALIDATORS[field](text)
+    except Exception as exc:
+        raise CrontabError(field, str(getattr(exc, "message", exc))) from exc
+    return text
+
+
+def parse_crontab(fields: dict[str, str], tz: str) -> crontab:
+    """A Celery crontab in `tz` from the five fields (already checked one by one)."""
+    from django_celery_beat.tzcrontab import TzAwareCrontab
+
+    cron: crontab = TzAwareCrontab(
+        **{name: fields[name] for name in CRONTAB_FIELDS}, tz=ZoneInfo(tz)
+    )
+    return cron
+
+
+def crontab_in_words(fields: dict[str, str], tz: str | tzinfo) -> str:
+    """'At 15:00, every day (Asia/Shanghai)'; the expression itself if it cannot be described."""
+    expression = " ".join(fields[name] or "*" for name in CRONTAB_FIELDS)
+    options = Options()
+    options.use_24hour_time_format = True
+    options.verbose = False
+    try:
+        words = str(ExpressionDescriptor(expression, options).get_description())
+    except Exception:  # the library raises its own exception types for odd but valid input
+        words = expression
+    else:
+        every_day = all(fields[name] in ("*", "") for name in CRONTAB_FIELDS[2:])
+        if every_day and fields["hour"] != "*":
+            words += ", every day"
+    return f"{words} ({tz})"
+
+
+def schedule_in_words(task: PeriodicTask) -> str:
+    """The schedule of a PeriodicTask in plain words, with its time zone."""
+    if task.crontab_id and task.crontab is not None:
+        cron = task.crontab
+        return crontab_in_words(
+            {name: getattr(cron, name) for name in CRONTAB_FIELDS}, cron.timezone
+        )
+    if task.interval_id and task.interval is not None:
+        return str(task.interval).capitalize()
+    if task.solar_id and task.solar is not None:
+        sun = task.solar
+        return f"{sun.get_event_display()} at {sun.latitude}, {sun.longitude}"
+    if task.clocked_id and task.clocked is not None:
+        return f"Once, at {local_text(task.clocked.clocked_time)}"
+    return "no schedule"
+
+
+def local_text(moment: datetime) -> str:
+    """A time as the admin shows it: in the project's time zone (Asia/Shanghai), with its zone."""
+    return timezone.localtime(moment, ZoneInfo(settings.TIME_ZONE)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def celery_schedule(task: PeriodicTask) -> Any:
+    """The Celery schedule beat builds for the task (None when it has none)."""
+    try:
+        return task.schedule
+    except AttributeError:  # no schedule FK set
+        return None
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When a schedule fires: a Celery schedule plus the PeriodicTask fields that bound it."""
+
+    schedule: Any
+    start_time: datetime | None = None
+    expires: datetime | None = None
+    one_off: bool = False
+    # What beat counts from: the last run, else the last edit. None with a start time: beat then
+    # dates the last run decades back, so the task fires once as soon as start_time has come.
+    last_run_at: datetime | None = None
+
+    @classmethod
+    def of(cls, task: PeriodicTask) -> Timing:
+        since = task.last_run_at or (None if task.start_time else task.date_changed)
+        return cls(celery_schedule(task), task.start_time, task.expires, task.one_off, since)
+
+
+def next_fire_times(timing: Timing, now: datetime | None = None, count: int = 5) -> list[datetime]:
+    """Up to `count` times after `now` when beat fires the schedule (aware datetimes)."""
+    now = now or timezone.now()
+    begin = max(now, timing.start_time) if timing.start_time else now
+    if isinstance(timing.schedule, clocked):
+        times = [timing.schedule.clocked_time]
+    elif timing.last_run_at is None and timing.start_time is not None:
+        times = [begin, *(t for t in _fire_times(timing.schedule, begin, count) if t > begin)]
+    elif isinstance(timing.schedule, schedule):
+        times = _interval_times(timing.schedule, timing.last_run_at or now, begin, count)
+    else:
+        # At or after a start time in the future: a start time on a slot is that slot.
+        after = begin - timedelta(microseconds=1) if begin > now else begin
+        times = _fire_times(timing.schedule, after, count)
+    if timing.expires is not None:
+        times = [t for t in times if t < timing.expires]
+    return times[: 1 if timing.one_off else count]
+
+
+def _interval_times(sched: Any, phase: datetime, after: datetime, count: int) -> list[datetime]:
+    every: timedelta = sched.run_every
+    if every.total_seconds() <= 0:
+        return []
+    first = phase + every
+    if first <= after:
+        first += (int((after - first) / every) + 1) * every
+    return [first + i * every for i in range(count)]
+
+
+def _fire_times(sched: Any, after: datetime, count: int) -> list[datetime]:
+    """The first `count` fire times strictly after `after`."""
+    times: list[datetime] = []
+    if isinstance(sched, crontab):
+        tz: tzinfo = getattr(sched, "tz", None) or UTC
+        while len(times) < count:
+            fire = next_crontab_fire(sched, after, tz)
+            if fire is None:
+                break
+            times.append(fire)
+            after = fire
+    elif isinstance(sched, schedule):
+        times = _interval_times(sched, after, after, count)
+    elif isinstance(sched, solar):
+        now = after
+        sun = solar(sched.event, sched.lat, sched.lon, nowfun=lambda: now)
+        moment = after + timedelta(seconds=1)
+        for _ in range(count):
+            fire = (now + sun.remaining_estimate(moment)).replace(microsecond=0)
+            if fire < moment:  # no such event within the library's search window
+                break
+            times.append(fire)
+            moment = fire + timedelta(seconds=1)
+    return times
+
+
+def next_run(task: PeriodicTask, now: datetime | None = None) -> datetime | None:
+    """When beat will next dispatch the task; None if never (disabled, expired, one-off done)."""
+    if not task.enabled:
+        return None
+    if task.one_off and (task.total_run_count or (task.clocked_id and task.last_run_at)):
+        return None
+    times = next_fire_times(Timing.of(task), now, count=1)
+    return times[0] if times else None

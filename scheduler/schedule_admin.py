@@ -1,0 +1,561 @@
+"""The schedule pages of the admin: django-celery-beat's PeriodicTask as Nightshift's Schedule.
+
+The list shows each schedule in words, its next run and its last run (from JobRun, one indexed
+subquery per column); the change page edits the schedule, its arguments and run policy with a
+live preview of the next fire times. Enabling never makes a schedule fire at once, and every
+bulk change tells beat (PeriodicTasks.update_changed()).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+from urllib.parse import urlencode
+
+from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.forms import Form
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+)
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django_celery_beat.models import PeriodicTask, PeriodicTasks
+
+from scheduler import policy
+from scheduler.admin import human_duration
+from scheduler.describe import (
+    Timing,
+    local_text,
+    next_fire_times,
+    next_run,
+    schedule_in_words,
+)
+from scheduler.forms import (
+    POLICY_FIELDS,
+    ScheduleForm,
+    TimingForm,
+    default_text,
+    job_catalog,
+    registered_jobs,
+    snapshot,
+)
+from scheduler.models import JobRun, Schedule, SchedulePolicy
+from scheduler.runs import REQUESTED_BY_HEADER, SCHEDULE_HEADER
+
+logger = logging.getLogger(__name__)
+
+RECENT_RUNS = 20
+BATCH = 500  # rows per UPDATE ... WHERE pk IN (...)
+
+
+# --- Services the admin uses ------------------------------------------------------------------
+
+
+def run_now(task: PeriodicTask, requested_by: str) -> str:
+    """Publish one run of the schedule now, recorded as `manual` by `requested_by`; the task id.
+
+    The message carries what beat would send (arguments, queue, the schedule's run-policy
+    overrides) plus the name of who asked.
+    """
+    from config.celery import app
+
+    if task.task not in registered_jobs():
+        raise LookupError(f"{task.task} is not a registered job; nothing was sent")
+    try:
+        args = json.loads(task.args or "[]")
+        kwargs = json.loads(task.kwargs or "{}")
+        headers = json.loads(task.headers or "{}")
+    except ValueError as exc:
+        raise ValueError(f"its arguments are not valid JSON ({exc}); nothing was sent") from exc
+    policy_headers, options = policy.dispatch_options(task.name)
+    headers = {
+        **(headers if isinstance(headers, dict) else {}),
+        **policy_headers,
+        SCHEDULE_HEADER: task.name,
+        REQUESTED_BY_HEADER: requested_by,
+    }
+    for option in ("queue", "exchange", "routing_key", "priority"):
+        value = getattr(task, option)
+        if value not in (None, ""):
+            options[option] = value
+    result = app.send_task(task.task, args=args, kwargs=kwargs, headers=headers, **options)
+    logger.info("%s (%s) run by %s: task %s", task.name, task.task, requested_by, result.id)
+    return str(result.id)
+
+
+def with_last_runs(queryset: QuerySet[Any]) -> QuerySet[Any]:
+    """Annotate each schedule with its newest run and its newest success (index-backed)."""
+    runs = JobRun.objects.filter(schedule=OuterRef("name")).order_by("-started_at")
+    succeeded = runs.filter(status=JobRun.Status.SUCCEEDED)
+    annotated: QuerySet[Any] = queryset.annotate(
+        last_run_id=Subquery(runs.values("pk")[:1]),
+        last_status=Subquery(runs.values("status")[:1]),
+        last_started_at=Subquery(runs.values("started_at")[:1]),
+        last_duration=Subquery(runs.values("duration_seconds")[:1]),
+        last_success_at=Subquery(succeeded.values("started_at")[:1]),
+    )
+    return annotated
+
+
+def _batches(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for start in range(0, len(ids), BATCH):
+        yield ids[start : start + BATCH]
+
+
+def enable(ids: Sequence[int]) -> int:
+    """Enable these schedules from their next slot on; the number that were disabled."""
+    now = timezone.now()
+    changed = 0
+    for batch in _batches(ids):
+        # last_run_at = now: beat would otherwise count from an old date_changed and fire a
+        # slot that passed earlier today at once.
+        changed += Schedule.objects.filter(pk__in=batch, enabled=False).update(
+            enabled=True, last_run_at=now
+        )
+    PeriodicTasks.update_changed()  # update() sends no signal: tell beat
+    return changed
+
+
+def disable(ids: Sequence[int]) -> int:
+    """Disable these schedules (as saving one disabled does, forgetting its last run)."""
+    changed = 0
+    for batch in _batches(ids):
+        changed += Schedule.objects.filter(pk__in=batch, enabled=True).update(
+            enabled=False, last_run_at=None
+        )
+    PeriodicTasks.update_changed()
+    return changed
+
+
+def copy_name(name: str) -> str:
+    """A free name for a copy: name-copy, name-copy-2, ..."""
+    base = f"{name[:190]}-copy"
+    taken = set(PeriodicTask.objects.filter(name__startswith=base).values_list("name", flat=True))
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def duplicate(task: PeriodicTask) -> Schedule:
+    """A disabled copy of the schedule (and of its run policy) under a new name."""
+    original_pk = task.pk
+    copy: Schedule = Schedule.objects.get(pk=original_pk)
+    copy.pk = copy.id = None
+    copy._state.adding = True
+    copy.name = copy_name(task.name)
+    copy.enabled = False
+    copy.last_run_at = None
+    copy.total_run_count = 0
+    copy.save()  # save() tells beat
+    source = SchedulePolicy.objects.filter(periodic_task_id=original_pk).first()
+    if source is not None:
+        source.pk = None
+        source.periodic_task_id = copy.pk
+        source.save(force_insert=True)
+    return copy
+
+
+# --- List filters ----------------------------------------------------------------------------
+
+
+class JobFilter(admin.SimpleListFilter):
+    title = "job"
+    parameter_name = "job"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        names = PeriodicTask.objects.order_by("task").values_list("task", flat=True).distinct()
+        return [(name, name) for name in names]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(task=self.value()) if self.value() else queryset
+
+
+class LastStatusFilter(admin.SimpleListFilter):
+    title = "last run"
+    parameter_name = "last_status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [*JobRun.Status.choices, ("never", "never ran")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value == "never":
+            return queryset.filter(last_status__isnull=True)
+        return queryset.filter(last_status=value) if value else queryset
+
+
+# --- The admin -----------------------------------------------------------------------------------
+
+admin.site.unregister(PeriodicTask)
+
+SCHEDULE_FIELDS = [
+    "kind",
+    ("minute", "hour", "day_of_month", "month_of_year", "day_of_week"),
+    "timezone",
+    "interval",
+    "solar",
+    "clocked",
+    "one_off",
+    "start_time",
+    "expires",
+    "upcoming",
+]
+POLICY_DESCRIPTION = "Overrides for this schedule; an empty field keeps the job's default."
+EDIT_FIELDSETS: list[tuple[str | None, dict[str, Any]]] = [
+    (None, {"fields": ["name", "task", "job_description", "description", "enabled"]}),
+    ("Schedule", {"fields": SCHEDULE_FIELDS}),
+    ("Arguments", {"fields": ["args", "kwargs", "queue"]}),
+    ("Run policy", {"fields": list(POLICY_FIELDS), "description": POLICY_DESCRIPTION}),
+]
+HISTORY_FIELDSET: tuple[str, dict[str, Any]] = (
+    "Runs",
+    {"fields": ["last_run_at", "total_run_count", "recent_runs"]},
+)
+VIEW_FIELDSETS: list[tuple[str | None, dict[str, Any]]] = [
+    (None, {"fields": ["name", "task", "job_description", "description", "enabled"]}),
+    ("Schedule", {"fields": ["in_words", "one_off", "start_time", "expires", "upcoming"]}),
+    ("Arguments", {"fields": ["args", "kwargs", "queue"]}),
+    ("Run policy", {"fields": ["run_policy"]}),
+    HISTORY_FIELDSET,
+]
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin[Schedule]):
+    form = ScheduleForm
+    list_display = [
+        "name",
+        "job",
+        "in_words",
+        "enabled",
+        "next_run",
+        "last_status",
+        "last_run",
+        "last_duration",
+        "last_success",
+    ]
+    list_filter = [JobFilter, "enabled", LastStatusFilter]
+    list_select_related = ["crontab", "interval", "solar", "clocked"]
+    search_fields = ["name", "task", "description"]
+    ordering = ["name"]
+    list_per_page = 100
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # a count per filter choice: a subquery per schedule
+    actions = ["run_selected", "enable_selected", "disable_selected", "duplicate_selected"]
+    readonly_fields = [
+        "job_description",
+        "upcoming",
+        "in_words",
+        "run_policy",
+        "last_run_at",
+        "total_run_count",
+        "recent_runs",
+    ]
+
+    class Media:
+        css = {"all": ["scheduler/schedules.css"]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
+        return with_last_runs(super().get_queryset(request))
+
+    def get_fieldsets(self, request: HttpRequest, obj: Schedule | None = None) -> Any:
+        if obj is not None and not self.has_change_permission(request, obj):
+            return VIEW_FIELDSETS
+        return EDIT_FIELDSETS if obj is None else [*EDIT_FIELDSETS, HISTORY_FIELDSET]
+
+    def get_form(
+        self, request: HttpRequest, obj: Schedule | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        cast(Any, form).can_edit_policy = request.user.has_perm("scheduler.change_schedulepolicy")
+        return form
+
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("scheduler.run_schedule")
+
+    # --- list columns ---
+
+    @admin.display(description="job", ordering="task")
+    def job(self, obj: Schedule) -> str:
+        return str(obj.task)
+
+    @admin.display(description="schedule")
+    def in_words(self, obj: Schedule) -> str:
+        return schedule_in_words(obj)
+
+    @admin.display(description="next run")
+    def next_run(self, obj: Schedule) -> str:
+        if not obj.enabled:
+            return "disabled"
+        at = next_run(obj)
+        return local_text(at) if at else "—"
+
+    @admin.display(description="last run", ordering="last_status")
+    def last_status(self, obj: Schedule) -> SafeString | str:
+        status = getattr(obj, "last_status", None)
+        if not status:
+            return "never ran"
+        url = reverse("admin:scheduler_jobrun_change", args=[obj.last_run_id])
+        return format_html(
+            '<a class="run-status run-status-{}" href="{}">{}</a>',
+            status,
+            url,
+            JobRun.Status(status).label,
+        )
+
+    @admin.display(description="started", ordering="last_started_at")
+    def last_run(self, obj: Schedule) -> str:
+        at = getattr(obj, "last_started_at", None)
+        return local_text(at) if at else "—"
+
+    @admin.display(description="took", ordering="last_duration")
+    def last_duration(self, obj: Schedule) -> str:
+        return human_duration(getattr(obj, "last_duration", None))
+
+    @admin.display(description="last success", ordering="last_success_at")
+    def last_success(self, obj: Schedule) -> str:
+        at = getattr(obj, "last_success_at", None)
+        return local_text(at) if at else "never"
+
+    # --- change page ---
+
+    @admin.display(description="what it does")
+    def job_description(self, obj: Schedule | None) -> SafeString:
+        job = registered_jobs().get(obj.task) if obj is not None else None
+        text = f"{job.description} Arguments: {job.parameters}" if job else "—"
+        return format_html('<span id="job-description">{}</span>', text)
+
+    @admin.display(description="next runs (Asia/Shanghai)")
+    def upcoming(self, obj: Schedule | None) -> SafeString:
+        saved = obj is not None and obj.pk is not None
+        times = [local_text(t) for t in next_fire_times(Timing.of(obj))] if saved else []
+        note = schedule_in_words(obj) if saved and obj is not None else ""
+        if saved and obj is not None and not obj.enabled:
+            note = f"{note}. Disabled; once enabled it runs at:"
+        return format_html(
+            '<div id="schedule-preview" data-url="{}"{}><p class="preview-note">{}</p>'
+            '<ol class="preview-times">{}</ol><p class="preview-errors"></p></div>',
+            reverse("admin:scheduler_schedule_preview"),
+            format_html(' data-saved="{}"', 1) if saved else "",
+            note,
+            format_html_join("", "<li>{}</li>", ((t,) for t in times)),
+        )
+
+    @admin.display(description="run policy")
+    def run_policy(self, obj: Schedule) -> SafeString:
+        job = registered_jobs().get(obj.task)
+        found = SchedulePolicy.objects.filter(periodic_task_id=obj.pk).first()
+        rows = []
+        for field in POLICY_FIELDS:
+            value = getattr(found, field, None) if found else None
+            if value not in (None, ""):
+                rows.append((field.replace("_", " "), default_text(field, value), "override"))
+            else:
+                default = default_text(field, job.defaults[field]) if job else "—"
+                rows.append((field.replace("_", " "), default, "job default"))
+        return format_html(
+            "<table>{}</table>",
+            format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td></tr>", rows),
+        )
+
+    @admin.display(description=f"recent runs (newest {RECENT_RUNS})")
+    def recent_runs(self, obj: Schedule) -> SafeString:
+        runs = JobRun.objects.filter(schedule=obj.name).order_by("-started_at")[:RECENT_RUNS]
+        rows = [
+            (
+                reverse("admin:scheduler_jobrun_change", args=[run.pk]),
+                local_text(run.started_at),
+                run.status,
+                run.get_status_display(),
+                run.trigger,
+                run.requested_by or "",
+                human_duration(run.duration_seconds),
+            )
+            for run in runs
+        ]
+        if not rows:
+            return format_html("<p>{}</p>", "No runs yet.")
+        all_runs = (
+            reverse("admin:scheduler_jobrun_changelist")
+            + "?"
+            + urlencode({"schedule__exact": obj.name})
+        )
+        return format_html(
+            '<table class="recent-runs"><thead><tr><th>started</th><th>status</th>'
+            "<th>trigger</th><th>by</th><th>took</th></tr></thead><tbody>{}</tbody></table>"
+            '<p><a href="{}">All runs of this schedule</a></p>',
+            format_html_join(
+                "",
+                '<tr><td><a href="{}">{}</a></td><td class="run-status run-status-{}">{}</td>'
+                "<td>{}</td><td>{}</td><td>{}</td></tr>",
+                rows,
+            ),
+            all_runs,
+        )
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Schedule | None = None,
+    ) -> HttpResponse:
+        context["can_run"] = obj is not None and self.has_run_permission(request)
+        context["job_catalog"] = job_catalog()
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # --- history ---
+
+    def construct_change_message(
+        self, request: HttpRequest, form: Form, formsets: Any, add: bool = False
+    ) -> Any:
+        if not isinstance(form, ScheduleForm):
+            return super().construct_change_message(request, form, formsets, add)
+        if add:
+            now = snapshot(form.instance)
+            return (
+                f"Added: job {now['job']}; schedule: {now['schedule']}; enabled: {now['enabled']}"
+            )
+        return form.change_message() or "No fields changed."
+
+    def _log(self, request: HttpRequest, objects: Iterable[Schedule], flag: int, text: str) -> None:
+        LogEntry.objects.log_actions(cast(int, request.user.pk), list(objects), flag, text)
+
+    # --- actions ---
+
+    def _selected(self, queryset: QuerySet[Schedule]) -> list[int]:
+        return list(queryset.order_by().values_list("pk", flat=True))
+
+    @admin.action(description="Run selected schedules now", permissions=["run"])
+    def run_selected(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        self._run(request, list(queryset.order_by("name")))
+
+    def _run(self, request: HttpRequest, schedules: list[Schedule]) -> None:
+        username = request.user.get_username()
+        for schedule in schedules:
+            try:
+                task_id = run_now(schedule, username)
+            except (LookupError, ValueError) as exc:
+                self.message_user(request, f"{schedule.name}: {exc}", messages.ERROR)
+                continue
+            except Exception as exc:  # the broker is down or refused the message
+                logger.exception("could not publish a run of %s", schedule.name)
+                self.message_user(
+                    request,
+                    f"{schedule.name}: could not be sent to the broker ({type(exc).__name__})",
+                    messages.ERROR,
+                )
+                continue
+            self._log(request, [schedule], CHANGE, f"Ran now (task {task_id}).")
+            runs = reverse("admin:scheduler_jobrun_changelist") + "?" + urlencode({"q": task_id})
+            self.message_user(
+                request,
+                format_html(
+                    '{}: started {} as a manual run. <a href="{}">See the run</a>.',
+                    schedule.name,
+                    schedule.task,
+                    runs,
+                ),
+                messages.SUCCESS,
+            )
+
+    @admin.action(
+        description="Enable selected schedules (at their next slot)", permissions=["change"]
+    )
+    def enable_selected(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        ids = self._selected(queryset.filter(enabled=False))
+        count = enable(ids)
+        self._log(
+            request,
+            Schedule.objects.filter(pk__in=ids),
+            CHANGE,
+            "enabled: no → yes (runs from its next slot)",
+        )
+        self.message_user(
+            request, f"Enabled {count} schedule(s); each runs at its next slot.", messages.SUCCESS
+        )
+
+    @admin.action(description="Disable selected schedules", permissions=["change"])
+    def disable_selected(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        ids = self._selected(queryset.filter(enabled=True))
+        count = disable(ids)
+        self._log(request, Schedule.objects.filter(pk__in=ids), CHANGE, "enabled: yes → no")
+        self.message_user(request, f"Disabled {count} schedule(s).", messages.SUCCESS)
+
+    @admin.action(description="Duplicate selected schedules (disabled copies)", permissions=["add"])
+    def duplicate_selected(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        names = []
+        for original in queryset.order_by("name"):
+            copy = duplicate(original)
+            self._log(request, [copy], ADDITION, f"Duplicated from {original.name} (disabled).")
+            names.append(copy.name)
+        self.message_user(
+            request, f"Created {len(names)} disabled copies: {', '.join(names)}.", messages.SUCCESS
+        )
+
+    # --- extra views ---
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        extra = [
+            path(
+                "preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="{}_{}_preview".format(*info),
+            ),
+            path(
+                "<path:object_id>/run/",
+                self.admin_site.admin_view(self.run_view),
+                name="{}_{}_run".format(*info),
+            ),
+        ]
+        return [*extra, *super().get_urls()]
+
+    def preview_view(self, request: HttpRequest) -> JsonResponse:
+        """The next five fire times of the schedule as typed (JSON, for the change page)."""
+        if not (self.has_view_or_change_permission(request) or self.has_add_permission(request)):
+            raise PermissionDenied
+        form = TimingForm(request.GET)
+        if not form.is_valid():
+            errors = {field: [str(e) for e in errs] for field, errs in form.errors.items()}
+            return JsonResponse({"ok": False, "errors": errors}, status=400)
+        times = next_fire_times(form.timing())
+        return JsonResponse(
+            {
+                "ok": True,
+                "description": form.in_words(),
+                "times": [t.isoformat() for t in times],
+                "display": [local_text(t) for t in times],
+            }
+        )
+
+    def run_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST: run the schedule now (the change page's button)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_run_permission(request):
+            raise PermissionDenied
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404(f"no schedule with id {object_id!r}")
+        self._run(request, [obj])
+        return HttpResponseRedirect(
+            reverse("admin:scheduler_schedule_change", args=[quote(obj.pk)])
+        )
