@@ -87,3 +87,33 @@ def test_runs_are_read_only(admin_client: Client, runs: list[JobRun]) -> None:
 )
 def test_human_duration(seconds: float | None, text: str) -> None:
     assert human_duration(seconds) == text
+
+
+@pytest.mark.django_db(transaction=False)
+def test_run_list_of_a_million_runs_renders_with_a_bounded_number_of_queries(
+    admin_client: Client, django_assert_max_num_queries
+) -> None:
+    from tests.scheduler.bulk_runs import insert_runs
+
+    insert_runs(1_000_000, spacing_seconds=90)  # about three years
+    assert JobRun.objects.count() == 1_000_000
+    # session, user, the schedule filter's names, the (estimated-free) count, the page, the
+    # date hierarchy's first and last run
+    with django_assert_max_num_queries(8):
+        page = admin_client.get("/admin/scheduler/jobrun/")
+    assert page.status_code == 200
+    assert len(page.context["cl"].result_list) == 50
+    newest = JobRun.objects.order_by("-started_at").first()
+    assert newest is not None and newest in page.context["cl"].result_list
+    html = page.content.decode()
+    year = timezone.localtime(newest.started_at).year
+    assert f"?started_at__year={year}" in html, "the date hierarchy links the runs' years"
+    # Filtered and drilled down, still bounded.
+    with django_assert_max_num_queries(8):
+        failed = admin_client.get(
+            "/admin/scheduler/jobrun/",
+            {"status": "failed", "job": "jobs.job3", "started_at__year": str(year)},
+        )
+    assert failed.status_code == 200
+    assert {r.status for r in failed.context["cl"].result_list} == {"failed"}
+    assert {r.job for r in failed.context["cl"].result_list} == {"jobs.job3"}
