@@ -6,6 +6,7 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -45,6 +46,11 @@ def worker(processes: list[Process], tmp_path: Path, inbox: Inbox) -> Process:
     return process
 
 
+def result(run: JobRun) -> dict[str, Any]:
+    assert isinstance(run.result, dict), run.result
+    return run.result
+
+
 def finished(task_id: str, timeout: float = 90) -> JobRun:
     return wait_for(
         lambda: (
@@ -63,7 +69,7 @@ def test_each_maintenance_job_runs_on_a_real_worker(
     backup_run = finished(app.send_task("jobs.backup_database").id)
     assert backup_run.status == "succeeded", backup_run.error_message
     backup = Backup.objects.get()
-    assert backup.verified and backup.pk == backup_run.result["backup_id"]
+    assert backup.verified and backup.pk == result(backup_run)["backup_id"]
     path = Path(backup.path)
     assert path.parent == tmp_path / "backups"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -71,7 +77,7 @@ def test_each_maintenance_job_runs_on_a_real_worker(
     report_run = finished(app.send_task("jobs.daily_report").id)
     assert report_run.status == "succeeded", report_run.error_message
     report = Report.objects.get()
-    assert report_run.result["emailed_to"] == ["ops@example.com"]
+    assert result(report_run)["emailed_to"] == ["ops@example.com"]
     [received] = wait_for(lambda: inbox.messages, 10, "the report email")
     assert received.rcpt_tos == ["ops@example.com"]
     assert f"{report.day:%Y-%m-%d}" in str(received.message["Subject"])
@@ -81,10 +87,10 @@ def test_each_maintenance_job_runs_on_a_real_worker(
     cache.delete(JOB_HEALTH_KEY)
     refresh_run = finished(app.send_task("jobs.refresh_cache").id)
     assert refresh_run.status == "succeeded", refresh_run.error_message
-    assert JOB_HEALTH_KEY in refresh_run.result["refreshed"]
+    assert JOB_HEALTH_KEY in result(refresh_run)["refreshed"]
     summary = cache.get(JOB_HEALTH_KEY)
     assert "jobs.backup_database" in {job["job"] for job in summary["jobs"]}
 
     housekeeping_run = finished(app.send_task("jobs.housekeeping").id)
     assert housekeeping_run.status == "succeeded", housekeeping_run.error_message
-    assert housekeeping_run.result["runs"] == 0  # nothing is older than JOB_HISTORY_DAYS
+    assert result(housekeeping_run)["runs"] == 0  # nothing is older than JOB_HISTORY_DAYS

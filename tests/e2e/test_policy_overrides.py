@@ -28,15 +28,11 @@ def test_overrides_of_a_schedule_replace_the_jobs_defaults(processes: list[Proce
     processes.append(start_worker("override-worker", env, concurrency=2, app="tests.e2e_app"))
     processes.append(start_beat("override-beat", env))
 
-    runs = wait_for(
-        lambda: (
-            (r := list(JobRun.objects.filter(schedule="override", status=S.TIMED_OUT)))
-            and len(r) >= 3
-            and r
-        ),
-        60,
-        "three timed-out runs",
-    )
+    def timed_out() -> list[JobRun] | None:
+        found = list(JobRun.objects.filter(schedule="override", status=S.TIMED_OUT))
+        return found if len(found) >= 3 else None
+
+    runs = wait_for(timed_out, 60, "three timed-out runs")
     for run in runs:
         assert run.duration_seconds is not None and 1.9 <= run.duration_seconds < 4
         assert run.error_type == "billiard.exceptions.SoftTimeLimitExceeded"
