@@ -393,7 +393,7 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         all_runs = (
             reverse("admin:scheduler_jobrun_changelist")
             + "?"
-            + urlencode({"schedule__exact": obj.name})
+            + urlencode({"schedule": obj.name})
         )
         return format_html(
             '<table class="recent-runs"><thead><tr><th>started</th><th>status</th>'
