@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 VENV_STAMP := .venv/.synced
 
-.PHONY: run test lint format bench bench-backup bench-report clean
+.PHONY: run test lint format bench bench-backup bench-report bench-admin clean
 
 run: $(VENV_STAMP)
 	.venv/bin/python bin/run.py
@@ -26,6 +26,9 @@ bench-backup: $(VENV_STAMP)
 
 bench-report: $(VENV_STAMP)
 	.venv/bin/python bench/report.py $(BENCH_ARGS)
+
+bench-admin: $(VENV_STAMP)
+	.venv/bin/python bench/admin.py $(BENCH_ARGS)
 
 format: $(VENV_STAMP)
 	.venv/bin/ruff format .

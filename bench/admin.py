@@ -1,0 +1,153 @@
+"""Server time of the admin's schedule list and run list on PostgreSQL, against stock pages.
+
+Fills an empty database with 2,000 schedules and 100,000 runs, times the schedule list, then
+adds runs up to 1,000,000 and times the run list. Each page is requested in process through
+Django's test client (server time: URL routing, queries, rendering; no network), best and
+median of --rounds after a warm-up. The baselines, measured in the same run on the same data:
+django-celery-beat's stock PeriodicTask list, and a stock ModelAdmin of the runs (Django's
+date hierarchy and field filters).
+
+    createdb -h 127.0.0.1 -U postgres nightshift_bench_admin
+    .venv/bin/python bench/admin.py \\
+        --database-url postgres://postgres@127.0.0.1:5432/nightshift_bench_admin [--rounds 10]
+
+Target (issue: the admin): each list under 300 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SCHEDULES = 2_000
+FEW_RUNS = 100_000
+MANY_RUNS = 1_000_000
+TARGET_MS = 300.0
+
+
+def timed(client: Any, url: str, rounds: int) -> tuple[float, float]:
+    """(best, median) server time of GET url in milliseconds."""
+    response = client.get(url)  # warm-up: imports, template compilation, plans
+    if response.status_code != 200:
+        raise SystemExit(f"GET {url} answered {response.status_code}")
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        response = client.get(url)
+        times.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200
+    return min(times), statistics.median(times)
+
+
+def report(label: str, ours: tuple[float, float], stock: tuple[float, float]) -> None:
+    verdict = "met" if ours[1] < TARGET_MS else "MISSED"
+    print(f"{label}")
+    print(f"  Nightshift: best {ours[0]:7.1f} ms, median {ours[1]:7.1f} ms  (< 300 ms: {verdict})")
+    print(f"  stock:      best {stock[0]:7.1f} ms, median {stock[1]:7.1f} ms")
+    print(f"  ratio (Nightshift / stock, medians): {ours[1] / stock[1]:.2f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--database-url", required=True, help="an empty PostgreSQL database")
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    os.environ.update(
+        {
+            "ENV_FILE": os.devnull,
+            "DEBUG": "false",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "DATABASE_URL": args.database_url,
+            "SECURE_SSL_REDIRECT": "false",
+            "ALLOWED_HOSTS": "testserver",
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+        }
+    )
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from django.test import Client
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
+
+    from scheduler.models import JobRun
+    from tests.scheduler.bulk_runs import insert_runs
+
+    settings.ROOT_URLCONF = "bench.admin_urls"
+    # The manifest needs collectstatic; the bench is about queries and rendering, not assets.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    call_command("migrate", verbosity=0)
+    if PeriodicTask.objects.exists() or JobRun.objects.exists():
+        raise SystemExit("the database is not empty: give --database-url an empty database")
+
+    print(f"filling: {SCHEDULES} schedules, {FEW_RUNS} runs ...", flush=True)
+    crontabs = [
+        CrontabSchedule.objects.create(minute=str(m), hour="*/2", timezone="Asia/Shanghai")
+        for m in range(0, 60, 5)
+    ]
+    PeriodicTask.objects.bulk_create(
+        [
+            PeriodicTask(
+                name=f"s{i:04d}", task=f"jobs.job{i % 20}", crontab=crontabs[i % len(crontabs)]
+            )
+            for i in range(SCHEDULES)
+        ],
+        batch_size=1000,
+    )
+    PeriodicTasks.update_changed()
+    insert_runs(FEW_RUNS, schedules=SCHEDULES, spacing_seconds=30)
+    call_command("dbshell", "--", "-c", "VACUUM ANALYZE")  # as autovacuum would, soon after
+
+    user = User.objects.create_superuser("bench", "bench@example.com", secrets.token_urlsafe())
+    client = Client()
+    client.force_login(user)
+
+    print(f"\nschedule list, {SCHEDULES} schedules, {JobRun.objects.count()} runs")
+    report(
+        "  /admin/scheduler/schedule/ vs django-celery-beat's periodic task list",
+        timed(client, "/admin/scheduler/schedule/", args.rounds),
+        timed(client, "/stock-admin/django_celery_beat/periodictask/", args.rounds),
+    )
+
+    print(f"\nfilling up to {MANY_RUNS} runs ...", flush=True)
+    insert_runs(MANY_RUNS - FEW_RUNS, schedules=SCHEDULES, spacing_seconds=90)
+    call_command("dbshell", "--", "-c", "VACUUM ANALYZE")
+    print(f"\nrun list, {JobRun.objects.count()} runs")
+    report(
+        "  /admin/scheduler/jobrun/ vs a stock ModelAdmin of the runs",
+        timed(client, "/admin/scheduler/jobrun/", args.rounds),
+        timed(client, "/stock-admin/scheduler/jobrun/", args.rounds),
+    )
+    report(
+        "  the same, filtered to failures of one job",
+        timed(client, "/admin/scheduler/jobrun/?status=failed&job=jobs.job3", args.rounds),
+        timed(
+            client, "/stock-admin/scheduler/jobrun/?status__exact=failed&job=jobs.job3", args.rounds
+        ),
+    )
+    print(f"\nschedule list again, {SCHEDULES} schedules, {JobRun.objects.count()} runs")
+    report(
+        "  /admin/scheduler/schedule/",
+        timed(client, "/admin/scheduler/schedule/", args.rounds),
+        timed(client, "/stock-admin/django_celery_beat/periodictask/", args.rounds),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
