@@ -391,9 +391,7 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         if not rows:
             return format_html("<p>{}</p>", "No runs yet.")
         all_runs = (
-            reverse("admin:scheduler_jobrun_changelist")
-            + "?"
-            + urlencode({"schedule": obj.name})
+            reverse("admin:scheduler_jobrun_changelist") + "?" + urlencode({"schedule": obj.name})
         )
         return format_html(
             '<table class="recent-runs"><thead><tr><th>started</th><th>status</th>'
