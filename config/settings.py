@@ -190,6 +190,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+# Jobs keep no Celery results (their outcome is the JobRun row). Without this, beat would add a
+# daily `celery.backend_cleanup` schedule that has nothing to clean.
+CELERY_RESULT_EXPIRES = None
 # A job is acknowledged after it ran; one lost with its worker goes back to the queue.
 # Jobs are idempotent, so a repeat is harmless.
 CELERY_TASK_ACKS_LATE = True

@@ -43,3 +43,5 @@ def test_beat_runs_a_schedule_created_in_the_database_and_stops_when_it_is_disab
     time.sleep(10)  # five more slots of the 2-second schedule
     assert heartbeat_runs("e2e-worker@") == settled, "runs went on after the schedule was disabled"
     assert all(p.popen.poll() is None for p in processes), "beat or worker died"
+    # Jobs keep no Celery results, so beat must not add Celery's result clean-up schedule.
+    assert set(PeriodicTask.objects.values_list("name", flat=True)) == {"e2e-heartbeat"}
