@@ -9,24 +9,18 @@ from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
 from jobs.models import Backup, Report, WorkerHeartbeat
-from scheduler.admin import human_duration
+from scheduler.admin import WrittenByJobs, human_duration
 
 
 @admin.register(WorkerHeartbeat)
-class WorkerHeartbeatAdmin(admin.ModelAdmin[WorkerHeartbeat]):
+class WorkerHeartbeatAdmin(WrittenByJobs, admin.ModelAdmin[WorkerHeartbeat]):
     list_display = ["hostname", "last_seen_at", "runs"]
     readonly_fields = ["hostname", "last_seen_at", "runs"]
     ordering = ["-last_seen_at"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(Backup)
-class BackupAdmin(admin.ModelAdmin[Backup]):
+class BackupAdmin(WrittenByJobs, admin.ModelAdmin[Backup]):
     """Backups are written by jobs.backup_database and removed by its retention policy only."""
 
     list_display = ["__str__", "created_at", "age", "size", "engine", "verified", "duration"]
@@ -55,19 +49,13 @@ class BackupAdmin(admin.ModelAdmin[Backup]):
     def duration(self, backup: Backup) -> str:
         return human_duration(backup.duration_seconds)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         # Deleting the row would orphan its file; retention removes both together.
         return False
 
 
 @admin.register(Report)
-class ReportAdmin(admin.ModelAdmin[Report]):
+class ReportAdmin(WrittenByJobs, admin.ModelAdmin[Report]):
     list_display = ["day", "created_at", "emailed_at", "recipients"]
     date_hierarchy = "day"
     fields = readonly_fields = ("day", "created_at", "emailed_at", "recipients", "rendered")
@@ -80,9 +68,3 @@ class ReportAdmin(admin.ModelAdmin[Report]):
             "</iframe>",
             report.html,
         )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

@@ -15,6 +15,16 @@ from scheduler.reporting import sentry_event_url
 from scheduler.sync import registered_tasks
 
 
+class WrittenByJobs:
+    """Admin mix-in for rows that jobs write: they can be viewed, never added or edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 class _RunQuerySet(QuerySet[JobRun]):
     """The run list's queryset: its date hierarchy reads two index ends, not every row.
 
@@ -97,7 +107,7 @@ def human_duration(seconds: float | None) -> str:
 
 
 @admin.register(JobRun)
-class JobRunAdmin(admin.ModelAdmin[JobRun]):
+class JobRunAdmin(WrittenByJobs, admin.ModelAdmin[JobRun]):
     list_display = [
         "id",
         "job",
@@ -152,12 +162,6 @@ class JobRunAdmin(admin.ModelAdmin[JobRun]):
     def get_queryset(self, request: HttpRequest) -> QuerySet[JobRun]:
         queryset = super().get_queryset(request)
         return _RunQuerySet(model=queryset.model, query=queryset.query, using=queryset.db)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: JobRun | None = None) -> bool:
-        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: JobRun | None = None) -> bool:
         return False
