@@ -5,16 +5,25 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
+import secrets
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import redis
 from django.conf import settings
-from django.db import close_old_connections
+from django.core.exceptions import ValidationError
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    transaction,
+)
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -150,30 +159,47 @@ class ActiveRun:
     A worker that dies before that leaves no row, but its message was not acknowledged
     (acks_late): Celery delivers it again and that delivery is recorded. A `running` row comes
     with a liveness lease in Redis (`alive_key`), renewed while the run lasts.
+
+    The common run, short and successful, costs one Redis round trip at its end: it releases the
+    run's leases and keeps its row in Redis, and the process's row writer thread then inserts
+    it (in batches) while the worker already takes the next message. A row whose writer died
+    first is written from Redis by `write_unwritten_rows`.
     """
 
-    def __init__(self, dispatch: Dispatch, lock_key: str | None = None) -> None:
+    def __init__(
+        self, dispatch: Dispatch, lock_key: str | None = None, eager: bool = False
+    ) -> None:
         self.run = dispatch.new_run(JobRun.Status.RUNNING)
         self.lock_key = lock_key  # the overlap lock this run holds, if any
         self.alive_key: str | None = None
+        self.eager = eager  # run in the calling process (tests, shell): no row writer
         self._lock = threading.Lock()
         self._saved = False
         self._closed = False
         self._released = False
 
-    def _begin_release(self) -> Callable[[], None]:
-        """Start giving back this run's leases (once); returns the wait for Redis's answer."""
-        keys = [key for key in (self.lock_key, self.alive_key) if key]
-        if self._released or not keys:
-            return _nothing
+    def _release(self, stash: tuple[str, str] | None = None) -> bool:
+        """Give back this run's leases (once), with its row to keep in Redis if `stash`;
+        False when Redis could not be reached (the leases then lapse on their own)."""
+        if self._released:
+            return True
         self._released = True
-        return leases.release_begin(self.run.task_id, *keys)
+        keys = [key for key in (self.lock_key, self.alive_key) if key]
+        try:
+            leases.release(self.run.task_id, keys, stash)
+        except redis.RedisError:
+            logger.warning(
+                "%s: could not give back its leases in Redis; they lapse within %g s",
+                self.run.job, settings.NIGHTSHIFT_RUN_LEASE_SECONDS, exc_info=True,
+            )  # fmt: skip
+            return False
+        return True
 
     def release(self) -> None:
         """Give back this run's leases if `finish` did not (it failed, or never ran)."""
         with self._lock:
             self._closed = True
-            self._begin_release()()
+            self._release()
 
     @property
     def needs_row(self) -> bool:
@@ -232,64 +258,240 @@ class ActiveRun:
                 )
                 if run.sentry_event_id:
                     fields.append("sentry_event_id")
-            wait_for_release = self._begin_release()
-            try:
-                if not self._saved:
-                    run.save(force_insert=True)
+            if status == JobRun.Status.SUCCEEDED and not (self._saved or self.eager):
+                # The common case: the row is kept in Redis with the release, and the row
+                # writer inserts it while this process takes its next message.
+                field = f"{run.task_id}:{run.attempt}:{secrets.token_hex(4)}"
+                if self._release(stash=(field, row_to_json(run))):
+                    _row_writer.write_finished(run, field)
                     self._saved = True
-                elif fields:
-                    JobRun.objects.filter(pk=run.pk).update(**{f: getattr(run, f) for f in fields})
-            finally:
-                wait_for_release()
+                    return run
+            self._release()
+            if not self._saved:
+                run.save(force_insert=True)
+                self._saved = True
+            elif fields:
+                JobRun.objects.filter(pk=run.pk).update(**{f: getattr(run, f) for f in fields})
             return run
 
 
-def _nothing() -> None:
-    return None
+# The row as Redis keeps it until the database has it: every column but the id, datetimes in
+# full ISO 8601 (the JSON encoder of Django would cut them to milliseconds).
+_ROW_FIELDS = [field for field in JobRun._meta.concrete_fields if not field.primary_key]
+
+
+def row_to_json(run: JobRun) -> str:
+    values = {field.attname: getattr(run, field.attname) for field in _ROW_FIELDS}
+    return json.dumps(values, default=datetime.isoformat)
+
+
+def row_from_json(text: str) -> JobRun:
+    values = json.loads(text)
+    return JobRun(
+        **{f.attname: f.to_python(values[f.attname]) for f in _ROW_FIELDS if f.attname in values}
+    )
 
 
 def start_run(dispatch: Dispatch, lock_key: str | None = None, eager: bool = False) -> ActiveRun:
-    active = ActiveRun(dispatch, lock_key)
+    active = ActiveRun(dispatch, lock_key, eager)
     if not eager:  # an eager run (tests, shell) has no worker to keep it
         _row_writer.watch(active)
     return active
 
 
+class _Flushed(threading.Event):
+    """Put in the writer's queue: set once everything queued before it is written."""
+
+
 class _RowWriter:
-    """Writes the `running` row of runs that last longer than RUNNING_ROW_AFTER seconds."""
+    """The worker process's writer of run rows, in one background thread: the `running` rows of
+    runs that last longer than RUNNING_ROW_AFTER seconds, and the final rows that `finish`
+    hands over, inserted in batches. Each handed-over row is also kept in Redis (sent with the
+    release of its leases) until it is inserted, so neither a dead process nor a failed insert
+    loses it: `write_unwritten_rows` writes what is left there."""
+
+    BATCH = 500
+    # Rows wait this long for others to share their INSERT: on a busy worker one statement
+    # then carries dozens of rows, and the thread takes far less of the process's time.
+    LINGER = 0.1
 
     def __init__(self) -> None:
         self._active: list[ActiveRun] = []
+        self._finished: queue.SimpleQueue[tuple[JobRun, str] | _Flushed] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
 
+    def _ensure_thread(self) -> None:
+        # Called with self._lock held.
+        if self._pid != os.getpid():
+            # A forked child has none of its parent's threads, nor its parent's runs.
+            self._pid, self._thread = os.getpid(), None
+            self._active, self._finished = [], queue.SimpleQueue()
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._loop, name="nightshift-run-rows", daemon=True
+            )
+            self._thread.start()
+
     def watch(self, active: ActiveRun) -> None:
         with self._lock:
+            self._ensure_thread()
             self._active.append(active)
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                # After a fork the parent's thread does not exist in the child.
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._loop, name="nightshift-run-rows", daemon=True
-                )
-                self._thread.start()
+
+    def write_finished(self, run: JobRun, stashed_as: str) -> None:
+        with self._lock:
+            self._ensure_thread()
+            self._finished.put((run, stashed_as))
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until the rows handed over so far are written (False: not within `timeout`)."""
+        with self._lock:
+            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+                return True  # nothing was handed over in this process
+            flushed = _Flushed()
+            self._finished.put(flushed)
+        return flushed.wait(timeout)
 
     def _loop(self) -> None:
+        next_check = time.monotonic()
         while True:
-            time.sleep(0.2)
-            with self._lock:
-                self._active = [a for a in self._active if not a._closed]
-                ready = [a for a in self._active if a.needs_row]
-            for active in ready:
-                try:
-                    close_old_connections()  # this thread's own connection
-                    active.write_running_row()
-                except Exception:
-                    logger.exception("could not write the running row of %s", active.run.job)
+            batch = self._take(timeout=max(0.0, next_check - time.monotonic()))
+            if batch:
+                self._insert(batch)
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + 0.2
+                self._write_running_rows()
+                leases.drain()  # replies no later admission has read
+
+    def _take(self, timeout: float) -> list[tuple[JobRun, str] | _Flushed]:
+        """The next batch: what arrives within LINGER seconds of its first row."""
+        try:
+            batch = [self._finished.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        until = time.monotonic() + self.LINGER
+        while len(batch) < self.BATCH and not isinstance(batch[-1], _Flushed):
+            try:
+                batch.append(self._finished.get(timeout=max(0.0, until - time.monotonic())))
+            except queue.Empty:
+                break
+        return batch
+
+    def _insert(self, batch: list[tuple[JobRun, str] | _Flushed]) -> None:
+        try:
+            finished = [(field, run) for run, field in (i for i in batch if isinstance(i, tuple))]
+            if finished:
+                close_old_connections()  # this thread's own connection
+                inserted, refused = insert_rows(finished)
+                leases.unstash(inserted + refused)
+                if len(inserted) + len(refused) < len(finished):
+                    logger.warning(
+                        "%d finished runs stay in Redis until mark_lost_runs writes them",
+                        len(finished) - len(inserted) - len(refused),
+                    )
+        except Exception:
+            logger.exception("could not write the rows of %d finished runs", len(batch))
+        finally:
+            for item in batch:
+                if isinstance(item, _Flushed):
+                    item.set()
+
+    def _write_running_rows(self) -> None:
+        with self._lock:
+            self._active = [a for a in self._active if not a._closed]
+            ready = [a for a in self._active if a.needs_row]
+        for active in ready:
+            try:
+                close_old_connections()
+                active.write_running_row()
+            except Exception:
+                logger.exception("could not write the running row of %s", active.run.job)
 
 
 _row_writer = _RowWriter()
+
+
+def flush_rows(timeout: float = 10.0) -> bool:
+    """Write the rows this process has handed over (a worker process calls it as it exits)."""
+    written = _row_writer.flush(timeout)
+    leases.drain()
+    return written
+
+
+def insert_rows(rows: list[tuple[str, JobRun]]) -> tuple[list[str], list[str]]:
+    """Insert kept rows (field, row): in one statement, else one by one to find the rows the
+    database refuses. Returns the fields (inserted, refused for good); a refused row is logged
+    as an error, which Sentry receives. A row missing from both because the database could not
+    be reached stays in Redis for the next attempt."""
+    # Each attempt in its own transaction (a savepoint inside one): a refused statement must
+    # not break the transaction around it.
+    try:
+        with transaction.atomic():
+            JobRun.objects.bulk_create([row for _, row in rows])
+        return [field for field, _ in rows], []
+    except (OperationalError, InterfaceError):
+        logger.warning("the database took none of %d run rows", len(rows), exc_info=True)
+        return [], []
+    except DatabaseError:
+        pass  # the database refuses one of them
+    inserted, refused = [], []
+    for field, row in rows:
+        try:
+            with transaction.atomic():
+                row.save(force_insert=True)
+        except (OperationalError, InterfaceError):
+            logger.warning("the database took no row of %s run %s", row.job, row.task_id)
+        except DatabaseError:
+            logger.exception(
+                "the database refuses the row of %s run %s (%s, started %s); it is dropped",
+                row.job, row.task_id, row.status, row.started_at,
+            )  # fmt: skip
+            refused.append(field)
+        else:
+            inserted.append(field)
+    return inserted, refused
+
+
+def write_unwritten_rows(older_than: float | None = None) -> int:
+    """Insert the rows kept in Redis of runs that finished more than `older_than` seconds ago
+    (default: a lease period): their process died, or the database was unreachable, before
+    their insert. A row already in the database is not inserted again. Returns how many rows
+    it inserted."""
+    if older_than is None:
+        older_than = settings.NIGHTSHIFT_RUN_LEASE_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    written = 0
+    for kept in leases.stashed_rows():
+        stale: list[tuple[str, JobRun]] = []
+        unreadable: list[str] = []
+        for field, text in kept:
+            try:
+                row = row_from_json(text)
+            except (ValueError, TypeError, ValidationError):
+                logger.exception("dropping an unreadable kept run row %s: %.200s", field, text)
+                unreadable.append(field)
+                continue
+            if row.finished_at is None or row.finished_at < cutoff:
+                stale.append((field, row))
+        present = set(
+            JobRun.objects.filter(task_id__in={row.task_id for _, row in stale}).values_list(
+                "task_id", "attempt", "started_at"
+            )
+        )
+        in_database: list[tuple[str, JobRun]] = []
+        missing: list[tuple[str, JobRun]] = []
+        for field, row in stale:
+            known = (row.task_id, row.attempt, row.started_at) in present
+            (in_database if known else missing).append((field, row))
+        inserted, refused = insert_rows(missing) if missing else ([], [])
+        leases.delete_stashed([*unreadable, *(f for f, _ in in_database), *inserted, *refused])
+        written_now = set(inserted)
+        for field, row in missing:
+            if field in written_now:
+                logger.warning("wrote the row of %s run %s from Redis", row.job, row.task_id)
+        written += len(inserted)
+    return written
 
 
 def hard_time_limit(app: Any, job: str) -> float | None:

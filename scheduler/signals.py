@@ -8,6 +8,7 @@ from celery.signals import (
     before_task_publish,
     task_postrun,
     worker_process_init,
+    worker_process_shutdown,
     worker_ready,
     worker_shutdown,
 )
@@ -18,7 +19,7 @@ from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 from django.utils import timezone
 
-from scheduler import presence
+from scheduler import presence, runs
 from scheduler.runs import ENQUEUED_HEADER
 
 
@@ -36,6 +37,12 @@ _in_worker_process = False
 def mark_worker_process(**kwargs: Any) -> None:
     global _in_worker_process
     _in_worker_process = True
+
+
+@worker_process_shutdown.connect(dispatch_uid="nightshift-flush-run-rows")
+def flush_run_rows(**kwargs: Any) -> None:
+    """A worker process that exits first writes the rows of the runs it finished."""
+    runs.flush_rows()
 
 
 @receiver(connection_created, dispatch_uid="nightshift-worker-synchronous-commit")

@@ -98,19 +98,23 @@ class JobTask(Task):  # type: ignore[type-arg]
             )
             reporting.close_checkin_as_error(dispatch.headers)
             raise Ignore()
+        occurrence = None
         if dispatch.schedule and dispatch.slot and dispatch.attempt == 1:
             ttl = int((deadline - timezone.now()).total_seconds()) + 86400 if deadline else 86400
-            if not leases.claim_occurrence(dispatch.schedule, dispatch.slot, dispatch.task_id, ttl):
-                runs.record_skip(
-                    dispatch,
-                    JobRun.Status.SKIPPED_DUPLICATE,
-                    f"occurrence {dispatch.slot.isoformat()} was already dispatched",
-                )
-                return False, None
-        if dispatch.policy("overlap", self.overlap) != "skip":
-            return True, None
-        lock = leases.lock_key(dispatch.job, dispatch.schedule)
-        if not leases.acquire(lock, dispatch.task_id):
+            occurrence = (leases.occurrence_key(dispatch.schedule, dispatch.slot), ttl)
+        lock = None
+        if dispatch.policy("overlap", self.overlap) == "skip":
+            lock = leases.lock_key(dispatch.job, dispatch.schedule)
+        verdict = leases.admit(dispatch.task_id, occurrence, lock)
+        if verdict == "duplicate":
+            assert dispatch.slot is not None
+            runs.record_skip(
+                dispatch,
+                JobRun.Status.SKIPPED_DUPLICATE,
+                f"occurrence {dispatch.slot.isoformat()} was already dispatched",
+            )
+            return False, None
+        if verdict == "overlap":
             runs.record_skip(
                 dispatch, JobRun.Status.SKIPPED_OVERLAP, "a run of this job is still running"
             )
@@ -151,6 +155,8 @@ class JobTask(Task):  # type: ignore[type-arg]
 
 @app.task(name="scheduler.mark_lost_runs", soft_time_limit=50, time_limit=60)
 def mark_lost_runs_task() -> dict[str, object]:
-    """Close runs whose worker died mid-run (lost) or was killed at its hard time limit."""
+    """Close runs whose worker died mid-run (lost) or was killed at its hard time limit, and
+    write the rows of finished runs that their worker kept in Redis but never inserted."""
+    written = runs.write_unwritten_rows()
     closed = runs.mark_lost_runs()
-    return {"closed": len(closed), "runs": [run.pk for run in closed]}
+    return {"closed": len(closed), "runs": [run.pk for run in closed], "rows_written": written}

@@ -57,3 +57,9 @@ def slow_job(seconds: float) -> None:
 @app.task(name="tests.noop")
 def noop_job(n: int = 0) -> int:
     return n
+
+
+@app.task(name="tests.count")
+def count_job(key: str) -> dict[str, int]:
+    """Counts its executions under `key` in the suite's Redis."""
+    return {"executions": int(leases.client().incr(f"tests:count:{key}"))}

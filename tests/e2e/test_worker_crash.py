@@ -1,15 +1,17 @@
-"""A worker SIGKILLed mid-run: the run is marked lost, never stuck, and its lock frees itself."""
+"""A worker SIGKILLed mid-run: the run is marked lost, never stuck, and its lock frees itself.
+SIGKILLed after a run, before its row was inserted: the row is written from Redis."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
+from django.db import connection, transaction
 
 from config.celery import app
 from scheduler import leases
 from scheduler.models import JobRun
-from tests.processes import Process, child_env, start_worker, wait_for
+from tests.processes import Process, child_env, start_worker, wait_for, wait_until_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -52,3 +54,46 @@ def test_killed_worker_leaves_a_lost_run_and_no_stuck_lock(processes: list[Proce
         "the next run to succeed",
     )
     assert done.worker.startswith("survivor-worker@")
+
+
+def test_a_worker_killed_before_inserting_a_finished_runs_row_loses_no_row(
+    processes: list[Process],
+) -> None:
+    env = child_env({"NIGHTSHIFT_RUN_LEASE_SECONDS": LEASE})
+    doomed = start_worker("doomed-writer", env, concurrency=1, app="tests.e2e_app")
+    processes.append(doomed)
+    wait_until_ready(doomed)
+    r = leases.client()
+    with transaction.atomic():
+        # The database takes no run row until this transaction ends (SQLite: this transaction
+        # holds the write lock; PostgreSQL: the table lock below).
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {JobRun._meta.db_table} IN SHARE MODE")
+        task_id = app.send_task(
+            "tests.count", kwargs={"key": "once"}, headers={"periodic_task_name": "every-minute"}
+        ).id
+        wait_for(lambda: r.get("tests:count:once"), 30, "the job to run")
+        wait_for(lambda: r.hlen(leases.UNWRITTEN_ROWS_KEY), 30, "its row kept in Redis")
+        wait_for(lambda: r.hlen("unacked") == 0, 30, "its message to be acknowledged")
+        doomed.kill()  # the row writer is still waiting for the database
+    assert not JobRun.objects.filter(task_id=task_id).exists()
+    assert not r.exists(leases.lock_key("tests.count", "every-minute")), "released at the end"
+
+    time.sleep(float(LEASE))  # the check writes kept rows older than a lease period
+    survivor = start_worker("survivor-worker", env, app="tests.e2e_app")
+    processes.append(survivor)
+    app.send_task("scheduler.mark_lost_runs")
+    run = wait_for(
+        lambda: JobRun.objects.filter(task_id=task_id).first(), 30, "the row written from Redis"
+    )
+    assert (run.status, run.result, run.schedule) == (
+        S.SUCCEEDED,
+        {"executions": 1},
+        "every-minute",
+    )
+    assert run.worker.startswith("doomed-writer@")
+    assert run.finished_at is not None and run.duration_seconds is not None
+    assert r.get("tests:count:once") == b"1", "acknowledged, so not run again"
+    assert JobRun.objects.filter(task_id=task_id).count() == 1
+    wait_for(lambda: not r.exists(leases.UNWRITTEN_ROWS_KEY), 10, "Redis to forget the row")

@@ -11,7 +11,7 @@ import tests.e2e_app  # noqa: F401  (registers the tests.* jobs in this process)
 from config.celery import app
 from scheduler import leases
 from scheduler.models import JobRun
-from scheduler.runs import mark_lost_runs
+from scheduler.runs import mark_lost_runs, row_to_json, write_unwritten_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -69,15 +69,86 @@ def test_lost_run_check_closes_only_runs_whose_lease_is_gone() -> None:
     assert JobRun.objects.get(pk=past_hard_limit.pk).error_type == "TimeLimitExceeded"
 
 
+def _finished(task_id: str, finished_ago: timedelta) -> JobRun:
+    finished_at = timezone.now() - finished_ago
+    return JobRun(
+        task_id=task_id,
+        job="tests.noop",
+        schedule="every-minute",
+        trigger="schedule",
+        slot=finished_at.replace(second=0, microsecond=0),
+        started_at=finished_at - timedelta(seconds=1.5),
+        finished_at=finished_at,
+        duration_seconds=1.5,
+        status=S.SUCCEEDED,
+        worker="gone@host",
+        result={"n": 3},
+    )
+
+
+def _keep_in_redis(run: JobRun) -> str:
+    """What a worker does at the end of a successful run, before its writer inserts the row."""
+    field = f"{run.task_id}:{run.attempt}:kept"
+    leases.release(run.task_id, [], stash=(field, row_to_json(run)))
+    leases.drain()
+    return field
+
+
+def test_the_check_writes_rows_kept_in_redis_whose_worker_never_inserted_them() -> None:
+    leases.client().delete(leases.UNWRITTEN_ROWS_KEY)
+    never_inserted = _finished("t-never-inserted", timedelta(minutes=2))
+    inserted = _finished("t-inserted", timedelta(minutes=2))
+    fresh = _finished("t-fresh", timedelta(seconds=1))
+    for run in (never_inserted, inserted, fresh):
+        _keep_in_redis(run)
+    inserted.save(force_insert=True)  # its writer inserted it, then died before forgetting it
+
+    assert write_unwritten_rows(older_than=60) == 1
+
+    rows = {run.task_id: run for run in JobRun.objects.all()}
+    assert sorted(rows) == ["t-inserted", "t-never-inserted"]
+    written = rows["t-never-inserted"]
+    for field in ("job", "schedule", "trigger", "slot", "started_at", "finished_at", "status"):
+        assert getattr(written, field) == getattr(never_inserted, field), field
+    assert (written.duration_seconds, written.result, written.worker) == (
+        1.5,
+        {"n": 3},
+        "gone@host",
+    )
+    # The fresh row is left to its own writer; nothing is written twice.
+    assert leases.client().hkeys(leases.UNWRITTEN_ROWS_KEY) == [b"t-fresh:1:kept"]
+    assert write_unwritten_rows(older_than=60) == 0
+    assert JobRun.objects.count() == 2
+
+
+def test_a_kept_row_the_database_refuses_is_dropped_with_an_error_not_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    leases.client().delete(leases.UNWRITTEN_ROWS_KEY)
+    good = _finished("t-good", timedelta(minutes=2))
+    refused = _finished("t-refused", timedelta(minutes=2))
+    refused.job = None  # type: ignore[assignment]  # NOT NULL: no database takes it
+    _keep_in_redis(good)
+    _keep_in_redis(refused)
+
+    assert write_unwritten_rows(older_than=60) == 1
+
+    assert list(JobRun.objects.values_list("task_id", flat=True)) == ["t-good"]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "t-refused" in errors[0].getMessage()
+    assert not leases.client().exists(leases.UNWRITTEN_ROWS_KEY)
+
+
 def test_a_dead_redis_before_the_start_is_retried_and_records_nothing(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, settings
 ) -> None:
     import redis
 
     from config.redis_server import free_port
 
-    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
-    monkeypatch.setattr(leases, "client", lambda: dead)
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    monkeypatch.setattr(leases, "_client", None)
+    monkeypatch.setattr(leases, "_channel", leases._Channel())
     from celery.exceptions import Retry
 
     with pytest.raises(Retry) as retried:
