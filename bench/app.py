@@ -2,50 +2,68 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from celery import Task
-from celery.signals import task_postrun, worker_process_init
-from django.db import connection
+from celery.signals import task_postrun, worker_process_init, worker_process_shutdown
+from django.db.backends.signals import connection_created
 
 from config.celery import app
 from scheduler import leases
 
 __all__ = ["app"]
 
-_queries = 0
+# Database statements of this worker process, from any thread (the run row writer has its own
+# connection), and the recorded runs they served.
+_tally = {"queries": 0, "runs": 0}
+_tally_lock = threading.Lock()
+FLUSH_EVERY = 200
 
 
 def _count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-    global _queries
-    _queries += 1
+    with _tally_lock:
+        _tally["queries"] += 1
     return execute(sql, params, many, context)
+
+
+def _count_on(connection: Any, **kwargs: Any) -> None:
+    if _count not in connection.execute_wrappers:  # a reconnection keeps its wrappers
+        connection.execute_wrappers.append(_count)
 
 
 @worker_process_init.connect
 def _install_query_counter(**kwargs: Any) -> None:
-    connection.execute_wrappers.append(_count)
+    connection_created.connect(_count_on, weak=False)
 
 
-_tally = {"queries": 0, "runs": 0}
-FLUSH_EVERY = 200
+def _flush_tally() -> None:
+    with _tally_lock:
+        queries, recorded = _tally["queries"], _tally["runs"]
+        _tally.update(queries=0, runs=0)
+    pipe = leases.client().pipeline(transaction=False)
+    pipe.incrby("bench:queries", queries)
+    pipe.incrby("bench:query_runs", recorded)
+    pipe.execute()
 
 
 @task_postrun.connect
-def _tally_queries(sender: Any = None, **kwargs: Any) -> None:
-    # Tallied in memory and flushed every FLUSH_EVERY recorded runs, by every worker process:
-    # no extra Redis call per timed job.
-    global _queries
+def _tally_runs(sender: Any = None, **kwargs: Any) -> None:
+    # Flushed every FLUSH_EVERY recorded runs and at exit: no extra Redis call per timed job.
     if sender is not None and sender.name == "bench.recorded_noop":
-        _tally["queries"] += _queries
-        _tally["runs"] += 1
-        if _tally["runs"] >= FLUSH_EVERY:
-            pipe = leases.client().pipeline(transaction=False)
-            pipe.incrby("bench:queries", _tally["queries"])
-            pipe.incrby("bench:query_runs", _tally["runs"])
-            pipe.execute()
-            _tally.update(queries=0, runs=0)
-    _queries = 0
+        with _tally_lock:
+            _tally["runs"] += 1
+            due = _tally["runs"] >= FLUSH_EVERY
+        if due:
+            _flush_tally()
+
+
+@worker_process_shutdown.connect
+def _flush_at_exit(**kwargs: Any) -> None:
+    from scheduler import runs  # needs Django set up, which the worker does after this import
+
+    runs.flush_rows()  # the last rows' inserts belong to the tally
+    _flush_tally()
 
 
 @app.task(name="bench.bare_noop", base=Task)
