@@ -160,10 +160,10 @@ class ActiveRun:
     (acks_late): Celery delivers it again and that delivery is recorded. A `running` row comes
     with a liveness lease in Redis (`alive_key`), renewed while the run lasts.
 
-    The common run, short and successful, costs one Redis round trip at its end: it releases the
-    run's leases and keeps its row in Redis, and the process's row writer thread then inserts
-    it (in batches) while the worker already takes the next message. A row whose writer died
-    first is written from Redis by `write_unwritten_rows`.
+    The common run, short and successful, waits for nothing at its end: one Redis command, whose
+    reply the next admission reads, releases the run's leases and keeps its row in Redis, and
+    the process's row writer thread inserts it (in batches) while the worker already takes the
+    next message. A row whose writer died first is written from Redis by `write_unwritten_rows`.
     """
 
     def __init__(
@@ -347,8 +347,9 @@ class _RowWriter:
     def flush(self, timeout: float) -> bool:
         """Wait until the rows handed over so far are written (False: not within `timeout`)."""
         with self._lock:
-            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+            if self._pid != os.getpid() or self._thread is None:
                 return True  # nothing was handed over in this process
+            self._ensure_thread()  # a thread that died leaves its queue to a new one
             flushed = _Flushed()
             self._finished.put(flushed)
         return flushed.wait(timeout)
@@ -380,7 +381,7 @@ class _RowWriter:
 
     def _insert(self, batch: list[tuple[JobRun, str] | _Flushed]) -> None:
         try:
-            finished = [(field, run) for run, field in (i for i in batch if isinstance(i, tuple))]
+            finished = [(item[1], item[0]) for item in batch if not isinstance(item, _Flushed)]
             if finished:
                 close_old_connections()  # this thread's own connection
                 inserted, refused = insert_rows(finished)
