@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -62,7 +61,7 @@ _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
-# Sent by their SHA, and in full only when Redis does not know them yet (a new or restarted Redis).
+# Scripts (see _Channel.script); the keeper's renewal goes by its SHA through a pipeline.
 _SCRIPTS = {
     name: Script(None, text.encode())  # type: ignore[arg-type]  # no client: called with one
     for name, text in (("admit", _ADMIT), ("release", _RELEASE), ("renew", _RENEW))
@@ -116,7 +115,7 @@ class _Channel:
         self._lock = threading.Lock()
         self._conn: Any = None  # redis-py's Connection is untyped
         self._pid: int | None = None
-        self._pending: deque[Callable[[redis.ResponseError], None] | None] = deque()
+        self._pending = 0  # replies sent for and not yet read
 
     def _connection(self) -> Any:
         if self._conn is None or self._pid != os.getpid():
@@ -128,41 +127,36 @@ class _Channel:
                 single_connection_client=True,
             ).connection
             self._pid = os.getpid()
-            self._pending = deque()
+            self._pending = 0
         return self._conn
 
     def _send(self, args: tuple[Any, ...]) -> None:
         try:
             self._connection().send_command(*args)
         except redis.RedisError:
-            self._pending.clear()  # their replies went with the connection
+            self._pending = 0  # their replies went with the connection
             raise
 
     def _read(self) -> Any:
         try:
             return self._connection().read_response()
         except (redis.ConnectionError, redis.TimeoutError):
-            self._pending.clear()
+            self._pending = 0
             raise
 
     def _read_pending(self) -> None:
         while self._pending:
-            on_error = self._pending.popleft()
+            self._pending -= 1
             try:
                 self._read()
             except redis.ResponseError as exc:
-                if on_error is None:
-                    logger.warning("Redis refused a run bookkeeping command: %s", exc)
-                else:
-                    on_error(exc)
+                logger.warning("Redis refused a run bookkeeping command: %s", exc)
 
-    def send(
-        self, *args: Any, on_error: Callable[[redis.ResponseError], None] | None = None
-    ) -> None:
-        """Send a command now and read its reply later; `on_error` gets an error reply."""
+    def send(self, *args: Any) -> None:
+        """Send a command now and read its reply later (an error reply is logged)."""
         with self._lock:
             self._send(args)
-            self._pending.append(on_error)
+            self._pending += 1
 
     def call(self, *args: Any) -> Any:
         """Send a command and return its reply, after the replies still pending (normally
@@ -187,26 +181,18 @@ class _Channel:
             except redis.RedisError:
                 logger.warning("lost the replies of run bookkeeping commands", exc_info=True)
 
-    def evalsha(self, name: str, keys: list[str], args: list[Any], wait: bool) -> Any:
-        """Run one of _SCRIPTS by its SHA, sending its text once if Redis does not know it."""
+    def script(self, name: str, keys: list[str], args: list[Any], wait: bool) -> Any:
+        """Run one of _SCRIPTS. Waited for: by its SHA, in full only if Redis does not know
+        it. Not waited for: in full, so that no reply read later can ask for it again while
+        commands sent after it have already run (Redis caches it by its SHA either way)."""
         script = _SCRIPTS[name]
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        if wait:
-            try:
-                return self.call(*command)
-            except redis.exceptions.NoScriptError:
-                return self.call("EVAL", script.script, len(keys), *keys, *args)
-
-        def again_in_full(exc: redis.ResponseError) -> None:
-            if isinstance(exc, redis.exceptions.NoScriptError):  # Redis restarted
-                # Called while the pending replies are read, with the lock held.
-                self._send(("EVAL", script.script, len(keys), *keys, *args))
-                self._pending.append(None)
-            else:
-                logger.warning("Redis refused the %s script: %s", name, exc)
-
-        self.send(*command, on_error=again_in_full)
-        return None
+        if not wait:
+            self.send("EVAL", script.script, len(keys), *keys, *args)
+            return None
+        try:
+            return self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return self.call("EVAL", script.script, len(keys), *keys, *args)
 
 
 _channel = _Channel()
@@ -225,7 +211,7 @@ def admit(token: str, occurrence: tuple[str, int] | None = None, lock: str | Non
         args[2] = str(lease_ms())
     if not keys:
         return "ok"
-    verdict = _text(_channel.evalsha("admit", keys, args, wait=True))
+    verdict = _text(_channel.script("admit", keys, args, wait=True))
     if verdict == "ok" and lock is not None:
         _keeper.track(lock, token)
     return verdict
@@ -240,7 +226,7 @@ def release(token: str, keys: list[str], stash: tuple[str, str] | None = None) -
     if stash is None and not keys:
         return
     field, row = stash or ("", "")
-    _channel.evalsha(
+    _channel.script(
         "release", [*keys, UNWRITTEN_ROWS_KEY] if stash else keys, [token, field, row], wait=False
     )
 
