@@ -22,6 +22,7 @@ from django.db import (
     InterfaceError,
     OperationalError,
     close_old_connections,
+    connections,
     transaction,
 )
 from django.utils import timezone
@@ -302,6 +303,8 @@ def start_run(dispatch: Dispatch, lock_key: str | None = None, eager: bool = Fal
 class _Flushed(threading.Event):
     """Put in the writer's queue: set once everything queued before it is written."""
 
+    stop = False  # then the thread closes its database connection and ends
+
 
 class _RowWriter:
     """The worker process's writer of run rows, in one background thread: the `running` rows of
@@ -319,6 +322,7 @@ class _RowWriter:
         self._active: list[ActiveRun] = []
         self._finished: queue.SimpleQueue[tuple[JobRun, str] | _Flushed] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._hurry = threading.Event()  # a flush waits: no lingering
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
 
@@ -344,14 +348,18 @@ class _RowWriter:
             self._ensure_thread()
             self._finished.put((run, stashed_as))
 
-    def flush(self, timeout: float) -> bool:
-        """Wait until the rows handed over so far are written (False: not within `timeout`)."""
+    def flush(self, timeout: float, stop: bool = False) -> bool:
+        """Wait until the rows handed over so far are written (False: not within `timeout`);
+        with `stop`, the thread then closes its database connection and ends (the next row
+        handed over starts another)."""
         with self._lock:
             if self._pid != os.getpid() or self._thread is None:
                 return True  # nothing was handed over in this process
             self._ensure_thread()  # a thread that died leaves its queue to a new one
             flushed = _Flushed()
+            flushed.stop = stop
             self._finished.put(flushed)
+            self._hurry.set()
         return flushed.wait(timeout)
 
     def _loop(self) -> None:
@@ -360,6 +368,11 @@ class _RowWriter:
             batch = self._take(timeout=max(0.0, next_check - time.monotonic()))
             if batch:
                 self._insert(batch)
+                if isinstance(batch[-1], _Flushed) and batch[-1].stop:
+                    ended = self._end()
+                    batch[-1].set()
+                    if ended:
+                        return
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + 0.2
                 self._write_running_rows()
@@ -371,12 +384,17 @@ class _RowWriter:
             batch = [self._finished.get(timeout=timeout)]
         except queue.Empty:
             return []
-        until = time.monotonic() + self.LINGER
+        if not isinstance(batch[0], _Flushed):
+            # Sleep rather than wait on the queue: a thread woken by every row handed over
+            # would take the interpreter lock from the runs, once per run.
+            self._hurry.wait(self.LINGER)
         while len(batch) < self.BATCH and not isinstance(batch[-1], _Flushed):
             try:
-                batch.append(self._finished.get(timeout=max(0.0, until - time.monotonic())))
+                batch.append(self._finished.get_nowait())
             except queue.Empty:
                 break
+        if isinstance(batch[-1], _Flushed):
+            self._hurry.clear()  # a later flush sets it again
         return batch
 
     def _insert(self, batch: list[tuple[JobRun, str] | _Flushed]) -> None:
@@ -395,8 +413,17 @@ class _RowWriter:
             logger.exception("could not write the rows of %d finished runs", len(batch))
         finally:
             for item in batch:
-                if isinstance(item, _Flushed):
+                if isinstance(item, _Flushed) and not item.stop:
                     item.set()
+
+    def _end(self) -> bool:
+        """End this thread, unless it has work again (then go on)."""
+        connections.close_all()  # this thread's connection: it would outlive the process
+        with self._lock:
+            if not self._finished.empty() or any(not a._closed for a in self._active):
+                return False
+            self._thread = None
+            return True
 
     def _write_running_rows(self) -> None:
         with self._lock:
@@ -414,8 +441,9 @@ _row_writer = _RowWriter()
 
 
 def flush_rows(timeout: float = 10.0) -> bool:
-    """Write the rows this process has handed over (a worker process calls it as it exits)."""
-    written = _row_writer.flush(timeout)
+    """Write the rows this process has handed over and close the writer's database connection
+    (a worker process calls it as it exits)."""
+    written = _row_writer.flush(timeout, stop=True)
     leases.drain()
     return written
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 import tests.e2e_app  # noqa: F401  (registers the tests.* jobs in this process)
 from config.celery import app
-from scheduler import leases
+from scheduler import leases, runs
 from scheduler.models import JobRun
 from scheduler.runs import mark_lost_runs, row_to_json, write_unwritten_rows
 
@@ -155,3 +155,32 @@ def test_a_dead_redis_before_the_start_is_retried_and_records_nothing(
         app.tasks["tests.noop"].apply(kwargs={"n": 1}, throw=True)
     assert isinstance(retried.value.exc, redis.ConnectionError)
     assert not JobRun.objects.exists(), "no run started, so no row claims one"
+
+
+@pytest.mark.django_db(transaction=True)  # the writer thread has its own connection
+def test_the_row_writer_inserts_handed_over_rows_together_and_forgets_them_in_redis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    leases.client().delete(leases.UNWRITTEN_ROWS_KEY)
+    batches: list[int] = []
+    insert_rows = runs.insert_rows
+
+    def counting_insert_rows(rows: list[tuple[str, JobRun]]) -> tuple[list[str], list[str]]:
+        batches.append(len(rows))
+        return insert_rows(rows)
+
+    monkeypatch.setattr(runs, "insert_rows", counting_insert_rows)
+    finished = [_finished(f"t-{i}", timedelta(seconds=1)) for i in range(50)]
+    fields = [_keep_in_redis(run) for run in finished]
+    writer = runs._RowWriter()
+    for run, field in zip(finished, fields, strict=True):
+        writer.write_finished(run, field)  # as 50 runs ending one after another
+
+    assert writer.flush(timeout=10, stop=True)  # and closes its connection, as at exit
+    leases.drain()
+
+    assert sorted(JobRun.objects.values_list("task_id", flat=True)) == sorted(
+        run.task_id for run in finished
+    )
+    assert sum(batches) == 50 and len(batches) < 50, batches  # rows share their INSERT
+    assert not leases.client().exists(leases.UNWRITTEN_ROWS_KEY)
