@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
@@ -79,7 +79,11 @@ class Process:
 
 
 def start_worker(
-    name: str, env: Mapping[str, str], concurrency: int = 2, app: str = "config"
+    name: str,
+    env: Mapping[str, str],
+    concurrency: int = 2,
+    app: str = "config",
+    options: Sequence[str] = (),
 ) -> Process:
     return Process(
         name,
@@ -94,6 +98,7 @@ def start_worker(
             str(concurrency),
             "--without-gossip",
             "--without-mingle",
+            *options,
         ],
         env,
     )

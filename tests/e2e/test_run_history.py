@@ -167,3 +167,28 @@ def queued() -> int:
 
 def task_id_key() -> str:
     return f"k{time.monotonic_ns()}"
+
+
+def test_a_worker_process_that_exits_writes_the_rows_of_its_runs_first(
+    processes: list[Process],
+) -> None:
+    # Each pool process exits after one run, right after handing its row to the row writer;
+    # no mark_lost_runs runs here, and the lease is long: only the exit can write the rows.
+    recycled = start_worker(
+        "recycled-worker",
+        child_env({"NIGHTSHIFT_RUN_LEASE_SECONDS": "600"}),
+        concurrency=1,
+        app="tests.e2e_app",
+        options=["--max-tasks-per-child", "1"],
+    )
+    processes.append(recycled)
+    ids = [send("tests.count", key=f"recycled-{i}") for i in range(3)]
+
+    def all_rows() -> list[JobRun] | None:
+        found = list(JobRun.objects.filter(task_id__in=ids))
+        return found if len(found) == len(ids) else None
+
+    runs = wait_for(all_rows, 60, "the three rows")
+    assert {run.status for run in runs} == {S.SUCCEEDED}
+    assert len({run.worker for run in runs}) == 1
+    assert not leases.client().exists(leases.UNWRITTEN_ROWS_KEY), "rows left in Redis"
