@@ -303,7 +303,9 @@ def start_run(dispatch: Dispatch, lock_key: str | None = None, eager: bool = Fal
 class _Flushed(threading.Event):
     """Put in the writer's queue: set once everything queued before it is written."""
 
-    stop = False  # then the thread closes its database connection and ends
+    def __init__(self, stop: bool = False) -> None:
+        super().__init__()
+        self.stop = stop  # then the thread closes its database connection and ends
 
 
 class _RowWriter:
@@ -356,8 +358,7 @@ class _RowWriter:
             if self._pid != os.getpid() or self._thread is None:
                 return True  # nothing was handed over in this process
             self._ensure_thread()  # a thread that died leaves its queue to a new one
-            flushed = _Flushed()
-            flushed.stop = stop
+            flushed = _Flushed(stop)
             self._finished.put(flushed)
             self._hurry.set()
         return flushed.wait(timeout)
