@@ -208,7 +208,13 @@ CELERY_DB_REUSE_MAX = 1000
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None)
 # Beyond that many seconds without renewal, a run's worker is presumed dead (and its locks free).
 NIGHTSHIFT_RUN_LEASE_SECONDS = env.float("NIGHTSHIFT_RUN_LEASE_SECONDS", default=60.0)
+# `celery -A config beat -S django` runs Nightshift's engine (scheduler.engine), a subclass of
+# this stock scheduler; naming it here also keeps the stock admin's "wrong scheduler" note away.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat's leader lease: a standby takes over within this many seconds of the leader's death.
+NIGHTSHIFT_BEAT_LEASE_SECONDS = env.float("NIGHTSHIFT_BEAT_LEASE_SECONDS", default=6.0)
+# The schedule engine reads the change log this often (seconds): edits reach beat within it.
+NIGHTSHIFT_BEAT_POLL_SECONDS = env.float("NIGHTSHIFT_BEAT_POLL_SECONDS", default=0.25)
 DJANGO_CELERY_BEAT_TZ_AWARE = True
 
 # --- Maintenance jobs -----------------------------------------------------------------------

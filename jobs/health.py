@@ -7,20 +7,17 @@ and read from the cache with `cached_job_health()`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from celery.schedules import crontab, schedule, solar
-from django.conf import settings
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from jobs import cache
 from scheduler.models import JobRun
-from scheduler.slots import next_crontab_fire
+from scheduler.timing import Timing
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +28,6 @@ WINDOW = timedelta(hours=24)
 
 # A schedule whose slot passed this long ago without a dispatch is overdue.
 OVERDUE_AFTER = timedelta(minutes=5)
-
-# Beat starts a task with a start_time and no last run as if it last ran this long ago.
-_BEAT_START_TIME_OFFSET = timedelta(days=365 * 30)
 
 
 def register() -> None:
@@ -165,54 +159,18 @@ class _JobHealth:
 
 def _next_run(task: Any, now: datetime) -> datetime | None:
     """When beat should next dispatch `task` (in the past if it is overdue); None: never."""
-    if task.expires is not None and now >= task.expires:
-        return None
     if task.one_off and task.total_run_count > 0:
         return None
+    # The engine writes last_run_at after each tick; the newest scheduled run recorded may
+    # still be fresher.
+    known = [d for d in (task.last_run_at, task.last_dispatch) if d is not None]
     try:
-        at = _next_fire(task, now)
+        timing = replace(Timing.of(task), last_run_at=max(known) if known else None)
+        occurrence = timing.after(timing.last_run_at)
     except Exception:  # one broken schedule must not hide every job's health
         logger.warning("cannot compute the next run of schedule %s", task.name, exc_info=True)
         return None
-    if at is None:
-        return None
-    if task.expires is not None and at >= task.expires:
-        return None
-    return at
-
-
-def _next_fire(task: Any, now: datetime) -> datetime | None:
-    if task.scheduler is None:
-        return None
-    sched: Any = task.schedule
-    if task.clocked is not None:
-        return task.clocked.clocked_time  # type: ignore[no-any-return]
-    # Beat counts from its last dispatch; the database's last_run_at lags behind it (beat
-    # saves it every few minutes), so the newest scheduled run recorded may be fresher.
-    known = [d for d in (task.last_run_at, task.last_dispatch) if d is not None]
-    last: datetime = max(known) if known else (task.date_changed or now)
-    if task.start_time is not None:
-        if task.start_time > now:
-            if isinstance(sched, crontab):
-                return next_crontab_fire(sched, task.start_time, _tz(sched))
-            return task.start_time  # type: ignore[no-any-return]
-        if not known:
-            last -= _BEAT_START_TIME_OFFSET
-    if isinstance(sched, crontab):
-        return next_crontab_fire(sched, last, _tz(sched))
-    if isinstance(sched, schedule):
-        every: timedelta = sched.run_every  # type: ignore[attr-defined]
-        return last + every
-    if isinstance(sched, solar):
-        # remaining_estimate counts from the schedule's own clock (the real now).
-        event = timezone.now() + sched.remaining_estimate(last)
-        return event.replace(microsecond=0)
-    return None
-
-
-def _tz(sched: Any) -> tzinfo:
-    zone: tzinfo = sched.tz or ZoneInfo(settings.CELERY_TIMEZONE)
-    return zone
+    return occurrence.due_at if occurrence else None
 
 
 def _iso(moment: datetime) -> str:

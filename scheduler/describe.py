@@ -4,20 +4,15 @@ next fire times of a schedule (for the admin's list, change page and live previe
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
-from celery.schedules import crontab, schedule, solar
+from celery.schedules import crontab
 from cron_descriptor import ExpressionDescriptor, Options  # type: ignore[import-untyped]
 from django.conf import settings
 from django.utils import timezone
 from django_celery_beat import validators
-from django_celery_beat.clockedschedule import clocked
 from django_celery_beat.models import PeriodicTask
-
-from scheduler.slots import next_crontab_fire
 
 CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 RANGES = {
@@ -153,94 +148,3 @@ def schedule_in_words(task: PeriodicTask) -> str:
 def local_text(moment: datetime) -> str:
     """A time as the admin shows it: in the project's time zone (Asia/Shanghai), with its zone."""
     return timezone.localtime(moment, ZoneInfo(settings.TIME_ZONE)).strftime("%Y-%m-%d %H:%M %Z")
-
-
-def celery_schedule(task: PeriodicTask) -> Any:
-    """The Celery schedule beat builds for the task (None when it has none)."""
-    try:
-        return task.schedule
-    except AttributeError:  # no schedule FK set
-        return None
-
-
-@dataclass(frozen=True)
-class Timing:
-    """When a schedule fires: a Celery schedule plus the PeriodicTask fields that bound it."""
-
-    schedule: Any
-    start_time: datetime | None = None
-    expires: datetime | None = None
-    one_off: bool = False
-    # What beat counts from: the last run, else the last edit. None with a start time: beat then
-    # dates the last run decades back, so the task fires once as soon as start_time has come.
-    last_run_at: datetime | None = None
-
-    @classmethod
-    def of(cls, task: PeriodicTask) -> Timing:
-        since = task.last_run_at or (None if task.start_time else task.date_changed)
-        return cls(celery_schedule(task), task.start_time, task.expires, task.one_off, since)
-
-
-def next_fire_times(timing: Timing, now: datetime | None = None, count: int = 5) -> list[datetime]:
-    """Up to `count` times after `now` when beat fires the schedule (aware datetimes)."""
-    now = now or timezone.now()
-    begin = max(now, timing.start_time) if timing.start_time else now
-    if isinstance(timing.schedule, clocked):
-        times = [timing.schedule.clocked_time]
-    elif timing.last_run_at is None and timing.start_time is not None:
-        times = [begin, *(t for t in _fire_times(timing.schedule, begin, count) if t > begin)]
-    elif isinstance(timing.schedule, schedule):
-        times = _interval_times(timing.schedule, timing.last_run_at or now, begin, count)
-    else:
-        # At or after a start time in the future: a start time on a slot is that slot.
-        after = begin - timedelta(microseconds=1) if begin > now else begin
-        times = _fire_times(timing.schedule, after, count)
-    if timing.expires is not None:
-        times = [t for t in times if t < timing.expires]
-    return times[: 1 if timing.one_off else count]
-
-
-def _interval_times(sched: Any, phase: datetime, after: datetime, count: int) -> list[datetime]:
-    every: timedelta = sched.run_every
-    if every.total_seconds() <= 0:
-        return []
-    first = phase + every
-    if first <= after:
-        first += (int((after - first) / every) + 1) * every
-    return [first + i * every for i in range(count)]
-
-
-def _fire_times(sched: Any, after: datetime, count: int) -> list[datetime]:
-    """The first `count` fire times strictly after `after`."""
-    times: list[datetime] = []
-    if isinstance(sched, crontab):
-        tz: tzinfo = getattr(sched, "tz", None) or UTC
-        while len(times) < count:
-            fire = next_crontab_fire(sched, after, tz)
-            if fire is None:
-                break
-            times.append(fire)
-            after = fire
-    elif isinstance(sched, schedule):
-        times = _interval_times(sched, after, after, count)
-    elif isinstance(sched, solar):
-        now = after
-        sun = solar(sched.event, sched.lat, sched.lon, nowfun=lambda: now)
-        moment = after + timedelta(seconds=1)
-        for _ in range(count):
-            fire = (now + sun.remaining_estimate(moment)).replace(microsecond=0)
-            if fire < moment:  # no such event within the library's search window
-                break
-            times.append(fire)
-            moment = fire + timedelta(seconds=1)
-    return times
-
-
-def next_run(task: PeriodicTask, now: datetime | None = None) -> datetime | None:
-    """When beat will next dispatch the task; None if never (disabled, expired, one-off done)."""
-    if not task.enabled:
-        return None
-    if task.one_off and (task.total_run_count or (task.clocked_id and task.last_run_at)):
-        return None
-    times = next_fire_times(Timing.of(task), now, count=1)
-    return times[0] if times else None

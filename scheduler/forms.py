@@ -27,16 +27,15 @@ from django_celery_beat.models import (
 from scheduler.describe import (
     CRONTAB_FIELDS,
     CrontabError,
-    Timing,
     check_crontab_field,
     crontab_in_words,
     local_text,
-    next_fire_times,
     parse_crontab,
     schedule_in_words,
 )
 from scheduler.models import Schedule, SchedulePolicy
 from scheduler.sync import get_crontab, registered_tasks
+from scheduler.timing import Timing, next_fire_times
 
 KINDS = [
     ("crontab", "crontab"),

@@ -17,6 +17,8 @@ class JobRun(models.Model):
         SKIPPED_OVERLAP = "skipped_overlap", "skipped: overlap"
         SKIPPED_DUPLICATE = "skipped_duplicate", "skipped: duplicate"
         EXPIRED = "expired", "expired"
+        # Beat never sent it: it was down, not leading, or the broker refused, past the deadline.
+        MISSED = "missed", "missed"
 
     class Trigger(models.TextChoices):
         SCHEDULE = "schedule", "schedule"
@@ -115,3 +117,17 @@ class SchedulePolicy(models.Model):
             "start_deadline": self.start_deadline,
         }
         return {name: value for name, value in values.items() if value is not None}
+
+
+class ScheduleChange(models.Model):
+    """A change to a schedule, appended by database triggers (see scheduler.engine.changes)."""
+
+    id = models.BigAutoField(primary_key=True)
+    task_id = models.IntegerField(help_text="The PeriodicTask that changed (it may be deleted).")
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["changed_at"], name="schedulechange_changed_at")]
+
+    def __str__(self) -> str:
+        return f"change of schedule {self.task_id} at {self.changed_at}"

@@ -1,10 +1,10 @@
 """Per-schedule run-policy overrides, carried with each dispatch.
 
 An admin sets overrides on a schedule (SchedulePolicy). Whoever publishes a run of that
-schedule (beat, or "run now" in the admin) reads them at that moment and sends them along:
-the time limits as Celery's own per-message limits, the rest in the `nightshift_policy`
-header that JobTask reads. Workers never query the database for a policy, and an edit
-reaches the next dispatch without restarting anything.
+schedule (beat, or "run now" in the admin) sends them along: the time limits as Celery's own
+per-message limits, the rest in the `nightshift_policy` header that JobTask reads. Beat loads
+them with the schedule rows (and reloads them with every change), so a dispatch queries nothing;
+workers never query the database for a policy.
 """
 
 from __future__ import annotations
@@ -23,9 +23,13 @@ def overrides_for(schedule: str) -> dict[str, Any]:
     return policy.overrides() if policy is not None else {}
 
 
-def dispatch_options(schedule: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(headers, apply_async options) that carry the schedule's overrides with a message."""
-    overrides = overrides_for(schedule)
+def split(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(headers, apply_async options) that carry `overrides` with a message."""
     options = {name: overrides[name] for name in TIME_LIMIT_OPTIONS if name in overrides}
     headers = {POLICY_HEADER: overrides} if overrides else {}
     return headers, options
+
+
+def dispatch_options(schedule: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(headers, apply_async options) that carry the schedule's overrides with a message."""
+    return split(overrides_for(schedule))

@@ -36,13 +36,7 @@ from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from scheduler import policy
 from scheduler.admin import human_duration
-from scheduler.describe import (
-    Timing,
-    local_text,
-    next_fire_times,
-    next_run,
-    schedule_in_words,
-)
+from scheduler.describe import local_text, schedule_in_words
 from scheduler.forms import (
     POLICY_FIELDS,
     ScheduleForm,
@@ -54,6 +48,7 @@ from scheduler.forms import (
 )
 from scheduler.models import JobRun, Schedule, SchedulePolicy
 from scheduler.runs import REQUESTED_BY_HEADER, SCHEDULE_HEADER
+from scheduler.timing import Timing, next_fire_times, next_run
 
 logger = logging.getLogger(__name__)
 

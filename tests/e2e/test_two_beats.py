@@ -1,17 +1,17 @@
-"""Two `celery -A config beat -S django` on one database and broker: each occurrence runs once."""
+"""Several `celery -A config beat -S django` on one database and broker: one leads, the others
+stand by; SIGKILL the leader and a standby takes over; every occurrence runs once."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
 from datetime import timedelta
-from functools import partial
 
 import pytest
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from scheduler import leases
+from scheduler.engine import beats
 from scheduler.models import JobRun
 from tests.processes import (
     Process,
@@ -27,56 +27,65 @@ pytestmark = pytest.mark.e2e
 S = JobRun.Status
 
 
-def dispatched(beat: Process) -> bool:
-    return "Sending due task" in beat.log()
+def leader_of(procs: list[Process]) -> Process | None:
+    """The beat whose process leads now, according to the health page's view."""
+    leading = {b.identity.split(":")[1] for b in beats() if b.role == "leader"}
+    return next((p for p in procs if str(p.popen.pid) in leading), None)
 
 
-def test_two_beats_run_each_occurrence_exactly_once(processes: list[Process]) -> None:
+@pytest.mark.parametrize("count", [2, 3])
+def test_one_beat_leads_and_a_standby_takes_over_when_it_is_killed(
+    processes: list[Process], count: int
+) -> None:
     every_2s = IntervalSchedule.objects.create(every=2, period=IntervalSchedule.SECONDS)
-    # overlap="allow", so only duplicate protection can stop the second dispatch.
+    # overlap="allow", so only the beats' own discipline (and the duplicate check) stop repeats.
     PeriodicTask.objects.create(
-        name="twice-dispatched",
-        task="tests.sleep_allow_overlap",
-        interval=every_2s,
-        kwargs='{"seconds": 0}',
+        name="led", task="tests.sleep_allow_overlap", interval=every_2s, kwargs='{"seconds": 0}'
     )
-    env = child_env()
-    worker = start_worker("dup-worker", env, concurrency=2, app="tests.e2e_app")
+    env = child_env({"NIGHTSHIFT_BEAT_LEASE_SECONDS": "4"})
+    worker = start_worker("led-worker", env, concurrency=2, app="tests.e2e_app")
     processes.append(worker)
-    # Ready before the first dispatch: a run not started by its next slot (2 s) would expire.
     wait_until_ready(worker)
-    beats = [start_beat("dup-beat-a", env), start_beat("dup-beat-b", env)]
-    processes.extend(beats)
-    # Beats start at their own pace; the window opens once both are dispatching.
-    for beat in beats:
-        wait_for(partial(dispatched, beat), 60, f"{beat.name} to dispatch")
-    window_start = timezone.now()
-    time.sleep(16)  # the window: about eight slots
-    window_end = timezone.now()
-    for beat in beats:
+    group = [start_beat(f"led-beat-{i}", env) for i in range(count)]
+    processes.extend(group)
+    wait_for(lambda: len(beats()) == count, 60, f"{count} beats to announce themselves")
+    leader = wait_for(lambda: leader_of(group), 30, "a leader")
+    assert [b.role for b in beats()].count("leader") == 1
+    time.sleep(6)  # three slots under the first leader
+
+    # Only the leader sends: the standbys' logs have no dispatch.
+    for beat in group:
+        if beat is not leader:
+            assert "Sending due task" not in beat.log(), f"standby {beat.name} dispatched"
+
+    killed_at = timezone.now()
+    leader.kill()
+    survivors = [b for b in group if b is not leader]
+    new_leader = wait_for(lambda: leader_of(survivors), 15, "a standby to take over")
+    took_over = timezone.now() - killed_at
+    assert took_over <= timedelta(seconds=10), f"takeover took {took_over}"
+    time.sleep(8)  # four slots under the new leader
+    for beat in survivors:
         beat.stop()
-    wait_for(lambda: leases.client().llen("celery") == 0, 20, "the queue to drain")
     wait_for(
-        lambda: not JobRun.objects.filter(schedule="twice-dispatched", status=S.RUNNING).exists(),
+        lambda: not JobRun.objects.filter(schedule="led", status=S.RUNNING).exists(),
         20,
         "the last run to finish",
     )
 
-    runs = list(JobRun.objects.filter(schedule="twice-dispatched"))
-    executed = Counter(r.slot for r in runs if r.status == S.SUCCEEDED)
-    duplicates = [r for r in runs if r.status == S.SKIPPED_DUPLICATE]
-    slots = {r.slot for r in runs if r.slot is not None}
-    assert all(r.slot is not None for r in runs)
-    assert len(slots) >= 5, f"expected about eight slots in 16 s, saw {len(slots)}"
-    # Every slot ran exactly once; the second beat's dispatches were recorded as duplicates.
-    assert executed == dict.fromkeys(slots, 1)
-    assert {r.slot for r in duplicates} <= slots
-    # Inside the window both beats dispatched every slot: each has its duplicate.
-    both = {
-        s
-        for s in slots
-        if window_start + timedelta(seconds=2) <= s <= window_end - timedelta(seconds=2)
-    }
-    assert len(both) >= 5, f"expected about six slots inside the window, saw {len(both)}"
-    assert both <= {r.slot for r in duplicates}
-    assert {r.status for r in runs} == {S.SUCCEEDED, S.SKIPPED_DUPLICATE}
+    runs = list(JobRun.objects.filter(schedule="led"))
+    assert runs
+    ran = Counter(r.slot for r in runs if r.status == S.SUCCEEDED)
+    assert all(n == 1 for n in ran.values()), f"slots that ran twice: {ran}"
+    # Every slot between the first run and the end has exactly one row: it ran, or (slots
+    # that fell in the takeover gap past their 2-second deadline) it was recorded missed.
+    slots = sorted(r.slot for r in runs if r.slot is not None)
+    assert len(slots) == len(set(slots)), "a slot has two rows"
+    expected = [slots[0] + timedelta(seconds=2 * k) for k in range(len(slots))]
+    assert slots == expected, "a slot has no row"
+    assert {r.status for r in runs} <= {S.SUCCEEDED, S.MISSED}
+    missed = [r.slot for r in runs if r.status == S.MISSED and r.slot is not None]
+    assert all(killed_at - timedelta(seconds=2) <= slot <= timezone.now() for slot in missed)
+    missed_rows = [r for r in runs if r.status == S.MISSED]
+    assert all("deadline" in r.error_message for r in missed_rows)
+    assert "Sending due task" in new_leader.log()

@@ -30,14 +30,13 @@ from config.celery import app
 from scheduler import leases
 from scheduler.describe import (
     CrontabError,
-    Timing,
     check_crontab_field,
     crontab_in_words,
-    next_fire_times,
     parse_crontab,
 )
 from scheduler.models import JobRun, Schedule, SchedulePolicy
 from scheduler.sync import get_crontab
+from scheduler.timing import Timing, next_fire_times
 
 pytestmark = pytest.mark.django_db
 

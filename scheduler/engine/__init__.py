@@ -1,0 +1,52 @@
+"""Nightshift's beat engine: what `celery -A config beat -S django` runs.
+
+How it is installed: the Celery app (config.celery) builds beat from `Beat` below, which maps
+the scheduler name `django` (and django-celery-beat's own path) to `Engine`, a subclass of
+django-celery-beat's DatabaseScheduler. The command, the tables and every PeriodicTask field
+keep their stock meaning; only the engine under them changes:
+
+- one pass per tick: every due slot is sent, in due order, over one producer (pipelined on
+  Redis by kombu's publish batches); `last_run_at` / `total_run_count` written back in batches;
+- live edits: database triggers log every change of a schedule (changes.py); beat reads the log
+  every NIGHTSHIFT_BEAT_POLL_SECONDS and reloads only the rows it names;
+- one leader among any number of beats (leader.py), the others standing by with the schedule
+  loaded; a new leader starts where the old one's watermark says;
+- no slot lost in silence: a slot not sent before its deadline is recorded `missed`.
+
+When a slot fires, and its deadline, is scheduler.timing's answer, shared with the admin, the
+health page and the Sentry monitor config.
+
+Public face: `Beat` (the Celery beat application class), `ENGINE` (the scheduler class path),
+`beats()` (the beats alive and their roles, for the health page). This module imports no models:
+Celery loads it before Django is set up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.apps.beat import Beat as CeleryBeat
+
+ENGINE = "scheduler.engine.scheduler:Engine"
+# The names a command line or setting may give for stock django-celery-beat.
+STOCK_NAMES = (
+    "django",
+    "django_celery_beat.schedulers:DatabaseScheduler",
+    "django_celery_beat.schedulers.DatabaseScheduler",
+)
+
+
+class Beat(CeleryBeat):
+    """`celery beat` with Nightshift's engine wherever stock DatabaseScheduler is asked for."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.scheduler_cls in STOCK_NAMES:  # type: ignore[has-type]
+            self.scheduler_cls = ENGINE
+
+
+def beats() -> list[Any]:
+    """The beats seen lately with their roles, the leader first."""
+    from scheduler.engine.leader import beats as _beats
+
+    return _beats()

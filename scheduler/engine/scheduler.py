@@ -1,0 +1,509 @@
+"""The engine: a DatabaseScheduler whose tick dispatches every due slot in one pass.
+
+State, and where each piece lives:
+
+- the schedule: one Entry per enabled PeriodicTask, in memory, loaded once at start and then
+  row by row as the change log names them (scheduler.engine.changes);
+- due order: a heap of (due time, id, version); an entry changed or dispatched gets a new
+  version, so stale heap items are skipped instead of searched for;
+- what was sent: `last_run_at` (written as the slot itself) and `total_run_count`, written back
+  in one statement per batch after each tick; one-off schedules are disabled the same way;
+- what was not sent: a JobRun row `missed` per slot whose deadline passed before it could be
+  sent (beat down, standing by, or the broker refusing), written in bulk;
+- the leader's watermark in Redis: every slot due up to then is handled. A beat that takes the
+  lead starts from it, so slots the old leader handled are not sent again and slots it missed
+  are sent (inside their deadline) or recorded.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis
+import sentry_sdk
+from celery.utils.time import get_exponential_backoff_interval
+from django.db import DatabaseError, close_old_connections
+from django.db.models import F
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+from django_celery_beat.schedulers import DatabaseScheduler
+from sentry_sdk.crons import MonitorStatus, capture_checkin
+
+from scheduler import leases, presence, reporting
+from scheduler.engine import changes, entries
+from scheduler.engine.entries import Entry
+from scheduler.engine.leader import Leadership, handled_watermark
+from scheduler.models import JobRun
+from scheduler.runs import NEXT_SLOT_HEADER, SLOT_HEADER, hard_time_limit
+from scheduler.timing import latest
+
+logger = logging.getLogger(__name__)
+
+# Slots recorded `missed` per schedule in one catch-up; older ones are counted in the log only.
+MAX_MISSED_PER_SCHEDULE = 1000
+PUBLISH_BATCH = 1000
+WRITE_BATCH = 1000
+
+
+@dataclass
+class _Unsent:
+    entry: Entry
+    slot: datetime
+    deadline: datetime | None
+    error: str
+    tries: int = 1
+    retry_at: float = 0.0
+
+
+class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is untyped
+    """What `celery -A config beat -S django` runs (see scheduler.engine)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._entries: dict[int, Entry] = {}
+        self._due: list[tuple[float, int, int]] = []
+        self._unsent: list[_Unsent] = []
+        self._written: dict[int, Entry] = {}  # entries whose last_run_at is to be written
+        self._disable: set[int] = set()  # one-off schedules done
+        self._missed: list[JobRun] = []
+        self._leading = False
+        self._next_poll = 0.0
+        self._next_trim = 0.0
+        self._warned: dict[str, float] = {}
+        self.leadership: Leadership | None = None
+        self.feed: changes.Feed | None = None
+        self.builder: entries.Builder | None = None
+        super().__init__(*args, **kwargs)
+        self.max_interval = min(self.max_interval, 1.0)  # type: ignore[has-type]
+
+    # --- Loading -----------------------------------------------------------------------------
+
+    def setup_schedule(self) -> None:
+        """Load every enabled schedule; while the database is down, wait and retry."""
+        from django.conf import settings
+
+        self.poll_every = float(settings.NIGHTSHIFT_BEAT_POLL_SECONDS)
+        self.builder = entries.Builder(self.app)
+        attempt = 0
+        while True:
+            try:
+                changes.install()
+                self.feed = changes.Feed()
+                # Stock: schedules declared in CELERY_BEAT_SCHEDULE become rows.
+                self.update_from_dict(self.app.conf.beat_schedule)
+                started = time.monotonic()
+                for entry in self.builder.build_all(entries.rows().iterator(chunk_size=2000)):
+                    self._add(entry)
+                break
+            except DatabaseError as exc:
+                attempt += 1
+                wait = get_exponential_backoff_interval(1, attempt, 30, full_jitter=False)
+                logger.error(
+                    "beat cannot load the schedule: the database does not answer (%s); "
+                    "retrying in %d s",
+                    str(exc).strip(), wait,
+                )  # fmt: skip
+                close_old_connections()
+                self._entries.clear()
+                self._due.clear()
+                time.sleep(wait)
+        self.leadership = Leadership()
+        logger.info(
+            "Nightshift engine loaded %d schedules in %.1f s", len(self._entries),
+            time.monotonic() - started,
+        )  # fmt: skip
+
+    @property
+    def schedule(self) -> dict[str, Any]:
+        """The schedule by name (a copy: the engine's state is not edited through it)."""
+        return {entry.name: entry for entry in self._entries.values()}
+
+    def _add(self, entry: Entry, since: datetime | None = None) -> None:
+        """Put `entry` in place. A schedule new here (created, enabled again, timing edited)
+        owes no slot at or before `since`; None (at start-up) owes every slot since its last run.
+        """
+        old = self._entries.get(entry.id)
+        if old is not None:
+            entry.version = old.version + 1
+            entry.total_run_count = max(entry.total_run_count, old.total_run_count)
+        if old is not None and old.timing_key == entry.timing_key:
+            # Same timing (a rename, new kwargs...): it keeps its place.
+            entry.last = _later(entry.last, old.last)
+            entry.next = old.next if entry.last == old.last else entry.timing.after(entry.last)
+        elif entry.timing.one_off and entry.total_run_count > 0 and since is None:
+            entry.next = None  # ran once already (stock beat could run it again: #828)
+        elif since is None:
+            entry.next = entry.timing.after(entry.last)
+        elif entry.timing.one_off:
+            entry.last = None  # enabled again: it runs once more, as in stock beat
+            entry.next = entry.timing.after(None)
+        else:
+            self._skip_to(entry, since)
+        self._entries[entry.id] = entry
+        self._push(entry)
+
+    def _skip_to(self, entry: Entry, since: datetime) -> None:
+        """Make `since` the entry's last handled time: its slots up to then are not owed."""
+        phase = entry.last or entry.timing.start_time or entry.timing.changed_at
+        passed = latest(entry.timing.schedule, since, phase)
+        if passed is not None and (entry.last is None or passed > entry.last):
+            entry.last = passed
+        entry.next = entry.timing.after(entry.last)
+        while entry.next is not None and entry.next.due_at <= since:
+            entry.last = entry.next.slot
+            entry.next = entry.timing.after(entry.last)
+
+    def _push(self, entry: Entry) -> None:
+        if entry.next is not None:
+            heapq.heappush(self._due, (entry.next.due_at.timestamp(), entry.id, entry.version))
+
+    def _remove(self, task_id: int) -> None:
+        self._entries.pop(task_id, None)  # its heap items are skipped as stale
+
+    def _follow_changes(self) -> None:
+        """Reload the schedules the change log names since the last poll."""
+        assert self.feed is not None and self.builder is not None
+        change = self.feed.poll()
+        if not change.task_ids:
+            return
+        found = set()
+        for task in entries.rows(change.task_ids):
+            found.add(task.pk)
+            entry = self.builder.build(task)
+            if entry is None:
+                self._remove(task.pk)
+                continue
+            self._add(entry, since=change.changed_at.get(task.pk) or timezone.now())
+        for task_id in change.task_ids - found:
+            self._remove(task_id)  # deleted or disabled
+        logger.info("beat reloaded %d changed schedules", len(change.task_ids))
+
+    # --- The tick ----------------------------------------------------------------------------
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """Follow changes, hold or seek the lead, dispatch everything due; seconds to sleep."""
+        assert self.leadership is not None
+        presence.record_beat_tick()
+        now_mono = time.monotonic()
+        if now_mono >= self._next_poll:
+            self._next_poll = now_mono + self.poll_every
+            self._guard("changes", self._follow_changes)
+        leading = self.leadership.hold()
+        if now_mono >= self._next_trim:
+            self._next_trim = now_mono + 10
+            self.leadership.stamp(leading)
+            if leading:
+                self._guard("trim", changes.trim)
+        if not leading:
+            if self._leading:
+                logger.warning("beat stops dispatching: it no longer leads")
+                self._unsent.clear()
+            self._leading = False
+            return self.poll_every
+        if not self._leading:
+            self._take_over()
+            self._leading = True
+        now = timezone.now()
+        batch, missed = self._collect(now)
+        self._retry_unsent(now, batch, missed)
+        if batch:
+            self._publish(batch, now)
+        if missed:
+            self._record_missed(missed, now)
+        self._guard("write-back", self._write_back)
+        self._record_handled(now)
+        return self._sleep_for()
+
+    def _take_over(self) -> None:
+        """Start leading: slots the previous leader handled are skipped, the rest owed."""
+        try:
+            handled = handled_watermark()
+        except redis.RedisError:
+            handled = None
+        logger.info(
+            "beat leads from %s", handled.isoformat() if handled else "each schedule's last run"
+        )
+        if handled is None:
+            return
+        for entry in list(self._entries.values()):
+            if entry.next is not None and entry.next.due_at <= handled:
+                if entry.timing.one_off:
+                    entry.last, entry.next = entry.next.slot, None
+                else:
+                    self._skip_to(entry, handled)
+                entry.version += 1
+                self._push(entry)
+
+    def _collect(self, now: datetime) -> tuple[list[tuple[Entry, datetime]], list[_Unsent]]:
+        """Pop every due slot: (to send, to record as missed), in due order."""
+        batch: list[tuple[Entry, datetime]] = []
+        missed: list[_Unsent] = []
+        now_ts = now.timestamp()
+        while self._due and self._due[0][0] <= now_ts:
+            _, task_id, version = heapq.heappop(self._due)
+            entry = self._entries.get(task_id)
+            if entry is None or entry.version != version or entry.next is None:
+                continue
+            owed = 0
+            while entry.next is not None and entry.next.due_at <= now:
+                slot = entry.next.slot
+                deadline = entry.deadline(slot)
+                expires = entry.timing.expires
+                if expires is not None and now >= expires:
+                    reason = f"the schedule expired at {expires.isoformat()} before it was sent"
+                    missed.append(_Unsent(entry, slot, deadline, reason))
+                elif deadline is not None and now > deadline:
+                    reason = f"beat did not send it before its deadline {deadline.isoformat()}"
+                    missed.append(_Unsent(entry, slot, deadline, reason))
+                else:
+                    batch.append((entry, slot))
+                owed += 1
+                entry.last = slot
+                entry.fresh = False
+                entry.next = None if entry.timing.one_off else entry.timing.after(slot)
+                if owed > 100_000:  # a one-second interval down for days: give up counting
+                    entry.next = entry.timing.after(latest(entry.timing.schedule, now, slot))
+                    break
+            self._written[entry.id] = entry
+            if entry.timing.one_off or entry.next is None:
+                self._disable.add(entry.id)
+            entry.version += 1
+            self._push(entry)
+        return batch, missed
+
+    def _retry_unsent(
+        self, now: datetime, batch: list[tuple[Entry, datetime]], missed: list[_Unsent]
+    ) -> None:
+        """Send again what the broker refused, until each slot's deadline."""
+        keep, mono = [], time.monotonic()
+        for unsent in self._unsent:
+            if unsent.deadline is not None and now > unsent.deadline:
+                unsent.error = (
+                    f"the broker refused it until its deadline {unsent.deadline.isoformat()} "
+                    f"({unsent.tries} tries; last error: {unsent.error})"
+                )
+                missed.append(unsent)
+            elif mono >= unsent.retry_at:
+                batch.append((unsent.entry, unsent.slot))
+                unsent.tries += 1
+                keep.append(unsent)  # removed again once sent
+            else:
+                keep.append(unsent)
+        self._unsent = keep
+
+    # --- Sending -----------------------------------------------------------------------------
+
+    def _publish(self, batch: list[tuple[Entry, datetime]], now: datetime) -> None:
+        """Publish the batch over one producer, pipelined where the transport can."""
+        assert self.leadership is not None
+        sent: set[tuple[int, datetime]] = set()
+        error: Exception | None = None
+        try:
+            with self.app.producer_or_acquire() as producer:
+                for start in range(0, len(batch), PUBLISH_BATCH):
+                    if not self.leadership.still_valid():
+                        raise RuntimeError("the leader lease ran out while sending")
+                    chunk = batch[start : start + PUBLISH_BATCH]
+                    with producer.batch(max_size=PUBLISH_BATCH):
+                        for entry, slot in chunk:
+                            self._send(entry, slot, producer)
+                    sent.update((entry.id, slot) for entry, slot in chunk)
+        except Exception as exc:  # broker down, or a message that cannot be built
+            error = exc
+        tries = {(u.entry.id, u.slot): u for u in self._unsent}
+        if error is None and not tries:
+            return
+        mono = time.monotonic()
+        self._unsent = []
+        for entry, slot in batch:
+            if (entry.id, slot) in sent:
+                continue
+            unsent = tries.get((entry.id, slot)) or _Unsent(entry, slot, entry.deadline(slot), "")
+            unsent.error = f"{type(error).__name__}: {error}" if error else unsent.error
+            wait = get_exponential_backoff_interval(1, unsent.tries, 30, full_jitter=False)
+            unsent.retry_at = mono + wait
+            self._unsent.append(unsent)
+        if error is not None:
+            self._warn(
+                "publish",
+                "beat could not send %d due jobs (%s: %s); retrying until their deadlines",
+                len(self._unsent), type(error).__name__, error,
+            )  # fmt: skip
+
+    def _send(self, entry: Entry, slot: datetime, producer: Any) -> None:
+        headers, options = entries.message_options(entry)
+        headers[SLOT_HEADER] = slot.isoformat()
+        next_slot = entry.timing.next_slot(slot)
+        if next_slot is not None:
+            headers[NEXT_SLOT_HEADER] = next_slot.isoformat()
+        if sentry_sdk.get_client().is_active():
+            self._open_checkin(entry, slot, headers, options)
+        logger.info("Sending due task %s (%s) for %s", entry.name, entry.task, slot.isoformat())
+        task = self.app.tasks.get(entry.task)
+        if task is not None:
+            task.apply_async(
+                entry.args, entry.kwargs, producer=producer, headers=headers, **options
+            )
+        else:
+            self.app.send_task(
+                entry.task, entry.args, entry.kwargs, producer=producer, headers=headers, **options
+            )
+
+    def _open_checkin(
+        self, entry: Entry, slot: datetime, headers: dict[str, Any], options: dict[str, Any]
+    ) -> None:
+        """Open the Sentry Crons check-in the worker closes (see scheduler.reporting)."""
+        limit = options.get("time_limit") or hard_time_limit(self.app, entry.task)
+        config = reporting.monitor_config(entry.timing.schedule, limit, slot)
+        if not config:
+            return
+        check_in_id = capture_checkin(
+            monitor_slug=entry.name,
+            monitor_config=config,  # type: ignore[arg-type]
+            status=MonitorStatus.IN_PROGRESS,
+        )
+        headers.update(
+            {
+                "sentry-monitor-slug": entry.name,
+                "sentry-monitor-config": config,
+                "sentry-monitor-check-in-id": check_in_id,
+            }
+        )
+
+    # --- Recording ---------------------------------------------------------------------------
+
+    def _record_missed(self, missed: list[_Unsent], now: datetime) -> None:
+        """One `missed` row per slot not sent, unless a worker already has that occurrence."""
+        per_schedule: dict[int, int] = defaultdict(int)
+        for unsent in missed:
+            per_schedule[unsent.entry.id] += 1
+            if per_schedule[unsent.entry.id] > MAX_MISSED_PER_SCHEDULE:
+                continue
+            entry = unsent.entry
+            task_id = f"missed-{uuid.uuid4()}"
+            try:
+                key = leases.occurrence_key(entry.name, unsent.slot)
+                if not leases.client().set(key, task_id, nx=True, ex=86400):
+                    continue  # sent after all (by an earlier leader): the worker records it
+            except redis.RedisError:
+                pass
+            self._missed.append(
+                JobRun(
+                    task_id=task_id,
+                    job=entry.task,
+                    schedule=entry.name,
+                    trigger=JobRun.Trigger.SCHEDULE,
+                    slot=unsent.slot,
+                    started_at=now,
+                    finished_at=now,
+                    status=JobRun.Status.MISSED,
+                    error_message=unsent.error,
+                )
+            )
+        for entry_id, count in per_schedule.items():
+            if count > MAX_MISSED_PER_SCHEDULE:
+                logger.warning(
+                    "schedule %s missed %d slots; the first %d are recorded",
+                    self._entries[entry_id].name if entry_id in self._entries else entry_id,
+                    count, MAX_MISSED_PER_SCHEDULE,
+                )  # fmt: skip
+        logger.warning("beat recorded %d slots as missed", len(missed))
+
+    def _write_back(self) -> None:
+        """Write what this beat did: last_run_at, total_run_count, missed rows, one-offs done."""
+        if self._missed:
+            rows, self._missed = self._missed, []
+            try:
+                JobRun.objects.bulk_create(rows, batch_size=WRITE_BATCH)
+            except DatabaseError:
+                self._missed = rows + self._missed
+                raise
+        if self._written:
+            written, self._written = self._written, {}
+            try:
+                by_slot: dict[datetime, list[int]] = defaultdict(list)
+                for entry in written.values():
+                    if entry.last is not None:
+                        by_slot[entry.last].append(entry.id)
+                for slot, ids in by_slot.items():
+                    for start in range(0, len(ids), WRITE_BATCH):
+                        PeriodicTask.objects.filter(pk__in=ids[start : start + WRITE_BATCH]).update(
+                            last_run_at=slot, total_run_count=F("total_run_count") + 1
+                        )
+            except DatabaseError:
+                self._written.update(written)
+                raise
+        if self._disable:
+            done, self._disable = self._disable, set()
+            try:
+                ids = sorted(done)
+                for start in range(0, len(ids), WRITE_BATCH):
+                    PeriodicTask.objects.filter(pk__in=ids[start : start + WRITE_BATCH]).update(
+                        enabled=False
+                    )
+            except DatabaseError:
+                self._disable |= done
+                raise
+
+    def _record_handled(self, now: datetime) -> None:
+        assert self.leadership is not None
+        watermark = now
+        if self._unsent:
+            watermark = min(now, min(u.slot for u in self._unsent) - timedelta(microseconds=1))
+        self.leadership.record_handled(watermark)
+
+    def _sleep_for(self) -> float:
+        wait = self.poll_every
+        if self._due:
+            wait = min(wait, max(0.0, self._due[0][0] - time.time()))
+        return wait
+
+    # --- Plumbing ----------------------------------------------------------------------------
+
+    def _guard(self, what: str, step: Any) -> None:
+        """Run a bookkeeping step; a database outage is logged (once in a while) and retried."""
+        try:
+            step()
+        except DatabaseError as exc:
+            close_old_connections()
+            self._warn(what, "beat %s: the database does not answer (%s); will retry", what, exc)
+
+    def _warn(self, key: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(key, 0.0) >= 10:
+            self._warned[key] = now
+            logger.warning(message, *args)
+
+    def should_sync(self) -> bool:
+        return False  # written back at every tick
+
+    def sync(self) -> None:
+        try:
+            self._write_back()
+        except DatabaseError:
+            logger.exception("beat could not write back its last dispatches")
+
+    def close(self) -> None:
+        self.sync()
+        if self.leadership is not None:
+            self.leadership.release()
+            self.leadership.forget()
+
+    def reserve(self, entry: Any) -> Any:
+        return entry
+
+    @property
+    def info(self) -> str:
+        return f"    . engine -> Nightshift ({len(self._entries)} schedules)"
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return a or b
+    return max(a, b)
