@@ -15,10 +15,10 @@ from django.utils.dateparse import parse_datetime
 
 from jobs.health import cached_job_health
 from jobs.models import Backup
-from scheduler import presence
+from scheduler import engine, presence
 from scheduler.models import JobRun
 
-# Beat ticks at least every 5 s (DatabaseScheduler's max_interval); a minute of silence is death.
+# Beat ticks at least every second (the engine's loop); a minute of silence is death.
 BEAT_ALIVE_WITHIN = timedelta(seconds=60)
 NEXT_RUNS = 10
 FAILED = {str(status) for status in JobRun.FINAL_ERRORS}
@@ -66,6 +66,7 @@ def health_context(now: datetime | None = None) -> dict[str, Any]:
         if j["failures_24h"]
     ]
     workers = presence.workers(now)
+    beats = engine.beats()
     backup = Backup.objects.filter(verified=True).order_by("-created_at").first()
     return {
         "now": now,
@@ -73,6 +74,8 @@ def health_context(now: datetime | None = None) -> dict[str, Any]:
         "window_hours": summary.get("window_hours", 24),
         "beat_tick": beat_tick,
         "beat_alive": beat_tick is not None and now - beat_tick <= BEAT_ALIVE_WITHIN,
+        "beats": beats,
+        "beat_leader": next((b for b in beats if b.role == "leader"), None),
         "workers": workers,
         "workers_online": sum(1 for w in workers if w.online),
         "failing_jobs": sorted(failing_jobs, key=lambda j: -j["failures_24h"]),

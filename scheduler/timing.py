@@ -134,7 +134,9 @@ class Timing:
     def first(self) -> Occurrence | None:
         """The first occurrence of a schedule never dispatched."""
         sched = self.schedule
-        if self.start_time is not None:
+        if isinstance(sched, clocked):
+            slot: datetime | None = sched.clocked_time  # whenever the row was made
+        elif self.start_time is not None:
             phase = self.start_time
             slot = latest(sched, self.start_time, phase) or following(sched, self.start_time, phase)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 from jobs import cache
 from jobs.models import Backup
 from scheduler import leases, presence
+from scheduler.engine.leader import Leadership
 from scheduler.models import JobRun
 
 pytestmark = pytest.mark.django_db
@@ -104,6 +106,33 @@ def test_dead_beat_no_workers_and_no_backup_are_shown_loudly(admin_client: Clien
     assert "No beat has ticked" in page
     assert "No worker is online" in page
     assert "No verified backup exists." in page
+
+
+def test_the_leader_and_the_standby_beats_are_named(admin_client: Client) -> None:
+    """Two beats on one Redis: the one holding the lease leads, the other stands by."""
+    first, second = Leadership(), Leadership()
+    assert first.hold() is True
+    assert second.hold() is False
+    first.stamp(leading=True)
+    second.stamp(leading=False)
+    page = admin_client.get(URL).content.decode()
+    table = page[page.index('id="beats"') : page.index('id="workers"')]
+    assert table.index(first.identity) < table.index(second.identity)  # the leader first
+    assert "leader: sends due jobs" in table and "standby: ready to take over" in table
+    # The leader gives the lease up at shutdown: the standby takes it at its next try.
+    first.release()
+    first.forget()
+    time.sleep(0.6)
+    assert second.hold() is True
+    second.stamp(leading=True)
+    page = admin_client.get(URL).content.decode()
+    assert first.identity not in page and "No beat leads" not in page
+
+
+def test_no_leader_is_shown_loudly(admin_client: Client) -> None:
+    standby = Leadership()
+    standby.stamp(leading=False)
+    assert "No beat leads" in admin_client.get(URL).content.decode()
 
 
 def test_the_page_reads_the_cache_not_the_run_table(
