@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
@@ -20,6 +20,7 @@ from scheduler.timing import Occurrence, Timing
 logger = logging.getLogger(__name__)
 
 _MESSAGE_OPTIONS = ("queue", "exchange", "routing_key", "priority")
+_EVER = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(slots=True, eq=False)
@@ -40,7 +41,8 @@ class Entry:
     last: datetime | None  # the last slot handled (dispatched or recorded)
     next: Occurrence | None = None
     version: int = 0
-    fresh: bool = field(default=True)  # never dispatched by this engine
+    # Slots before this are not owed (the schedule did not run then: created or enabled later).
+    owed_from: datetime = _EVER
 
     def deadline(self, slot: datetime) -> datetime | None:
         return self.timing.deadline(slot, self.start_deadline)

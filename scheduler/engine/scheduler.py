@@ -135,6 +135,7 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         if old is not None and old.timing_key == entry.timing_key:
             # Same timing (a rename, new kwargs...): it keeps its place.
             entry.last = _later(entry.last, old.last)
+            entry.owed_from = old.owed_from
             entry.next = old.next if entry.last == old.last else entry.timing.after(entry.last)
         elif entry.timing.one_off and entry.total_run_count > 0 and since is None:
             entry.next = None  # ran once already (stock beat could run it again: #828)
@@ -144,16 +145,18 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
             entry.last = None  # enabled again: it runs once more, as in stock beat
             entry.next = entry.timing.after(None)
         else:
+            entry.owed_from = since
             self._skip_to(entry, since)
         self._entries[entry.id] = entry
         self._push(entry)
 
     def _skip_to(self, entry: Entry, since: datetime) -> None:
-        """Make `since` the entry's last handled time: its slots up to then are not owed."""
+        """Make `since` where the entry stands: its slots due up to then are handled (or not
+        owed), the later ones owed. Moves it forward or back."""
+        if since < entry.owed_from:
+            since = entry.owed_from
         phase = entry.last or entry.timing.start_time or entry.timing.changed_at
-        passed = latest(entry.timing.schedule, since, phase)
-        if passed is not None and (entry.last is None or passed > entry.last):
-            entry.last = passed
+        entry.last = latest(entry.timing.schedule, since, phase)
         entry.next = entry.timing.after(entry.last)
         while entry.next is not None and entry.next.due_at <= since:
             entry.last = entry.next.slot
@@ -221,7 +224,8 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         return self._sleep_for()
 
     def _take_over(self) -> None:
-        """Start leading: slots the previous leader handled are skipped, the rest owed."""
+        """Start leading where the watermark says: slots due up to it were handled (by the
+        previous leader, or by this beat before it lost the lease), later ones are owed."""
         try:
             handled = handled_watermark()
         except redis.RedisError:
@@ -232,13 +236,13 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         if handled is None:
             return
         for entry in list(self._entries.values()):
-            if entry.next is not None and entry.next.due_at <= handled:
-                if entry.timing.one_off:
+            if entry.timing.one_off:
+                if entry.next is not None and entry.next.due_at <= handled:
                     entry.last, entry.next = entry.next.slot, None
-                else:
-                    self._skip_to(entry, handled)
-                entry.version += 1
-                self._push(entry)
+            else:
+                self._skip_to(entry, handled)
+            entry.version += 1
+            self._push(entry)
 
     def _collect(self, now: datetime) -> tuple[list[tuple[Entry, datetime]], list[_Unsent]]:
         """Pop every due slot: (to send, to record as missed), in due order."""
@@ -265,7 +269,6 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                     batch.append((entry, slot))
                 owed += 1
                 entry.last = slot
-                entry.fresh = False
                 entry.next = None if entry.timing.one_off else entry.timing.after(slot)
                 if owed > 100_000:  # a one-second interval down for days: give up counting
                     entry.next = entry.timing.after(latest(entry.timing.schedule, now, slot))
