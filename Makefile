@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 VENV_STAMP := .venv/.synced
 
-.PHONY: run test lint format bench bench-backup bench-report bench-admin clean
+.PHONY: run test lint format bench bench-backup bench-report bench-admin bench-beat clean
 
 run: $(VENV_STAMP)
 	.venv/bin/python bin/run.py
@@ -29,6 +29,9 @@ bench-report: $(VENV_STAMP)
 
 bench-admin: $(VENV_STAMP)
 	.venv/bin/python bench/admin.py $(BENCH_ARGS)
+
+bench-beat: $(VENV_STAMP)
+	.venv/bin/python bench/beat.py $(BENCH_ARGS)
 
 format: $(VENV_STAMP)
 	.venv/bin/ruff format .

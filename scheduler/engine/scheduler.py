@@ -6,8 +6,9 @@ State, and where each piece lives:
   row by row as the change log names them (scheduler.engine.changes);
 - due order: a heap of (due time, id, version); an entry changed or dispatched gets a new
   version, so stale heap items are skipped instead of searched for;
-- what was sent: `last_run_at` (written as the slot itself) and `total_run_count`, written back
-  in one statement per batch after each tick; one-off schedules are disabled the same way;
+- what was handled: `last_run_at` (the last slot handled, sent or recorded, so an interval's
+  phase never drifts) and `total_run_count` (messages sent), written back in one statement per
+  batch after each tick; one-off and expired schedules are disabled the same way;
 - what was not sent: a JobRun row `missed` per slot whose deadline passed before it could be
   sent (beat down, standing by, or the broker refusing), written in bulk;
 - the leader's watermark in Redis: every slot due up to then is handled. A beat that takes the
@@ -70,11 +71,14 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         self._due: list[tuple[float, int, int]] = []
         self._unsent: list[_Unsent] = []
         self._written: dict[int, Entry] = {}  # entries whose last_run_at is to be written
+        self._sends: dict[int, int] = defaultdict(int)  # messages sent per entry, to count
+        self._versions = 0
         self._disable: set[int] = set()  # one-off schedules done
         self._missed: list[JobRun] = []
         self._leading = False
         self._next_poll = 0.0
         self._next_trim = 0.0
+        self._next_handled = 0.0
         self._warned: dict[str, float] = {}
         self.leadership: Leadership | None = None
         self.feed: changes.Feed | None = None
@@ -129,8 +133,8 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         owes no slot at or before `since`; None (at start-up) owes every slot since its last run.
         """
         old = self._entries.get(entry.id)
+        self._renew(entry)
         if old is not None:
-            entry.version = old.version + 1
             entry.total_run_count = max(entry.total_run_count, old.total_run_count)
         if old is not None and old.timing_key == entry.timing_key:
             # Same timing (a rename, new kwargs...): it keeps its place.
@@ -161,6 +165,11 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         while entry.next is not None and entry.next.due_at <= since:
             entry.last = entry.next.slot
             entry.next = entry.timing.after(entry.last)
+
+    def _renew(self, entry: Entry) -> None:
+        """A new version: the entry's earlier heap items are stale from now on."""
+        self._versions += 1
+        entry.version = self._versions
 
     def _push(self, entry: Entry) -> None:
         if entry.next is not None:
@@ -220,7 +229,10 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         if missed:
             self._record_missed(missed, now)
         self._guard("write-back", self._write_back)
-        self._record_handled(now)
+        if batch or missed or now_mono >= self._next_handled:
+            # At once after sending (a successor must not send it again), else once a second.
+            self._next_handled = now_mono + 1.0
+            self._record_handled(now)
         return self._sleep_for()
 
     def _take_over(self) -> None:
@@ -241,7 +253,7 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                     entry.last, entry.next = entry.next.slot, None
             else:
                 self._skip_to(entry, handled)
-            entry.version += 1
+            self._renew(entry)
             self._push(entry)
 
     def _collect(self, now: datetime) -> tuple[list[tuple[Entry, datetime]], list[_Unsent]]:
@@ -273,10 +285,11 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                 if owed > 100_000:  # a one-second interval down for days: give up counting
                     entry.next = entry.timing.after(latest(entry.timing.schedule, now, slot))
                     break
-            self._written[entry.id] = entry
-            if entry.timing.one_off or entry.next is None:
-                self._disable.add(entry.id)
-            entry.version += 1
+            if owed:
+                self._written[entry.id] = entry
+                if entry.timing.one_off or entry.next is None:
+                    self._disable.add(entry.id)
+            self._renew(entry)
             self._push(entry)
         return batch, missed
 
@@ -316,7 +329,10 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                     with producer.batch(max_size=PUBLISH_BATCH):
                         for entry, slot in chunk:
                             self._send(entry, slot, producer)
-                    sent.update((entry.id, slot) for entry, slot in chunk)
+                    for entry, slot in chunk:
+                        sent.add((entry.id, slot))
+                        self._sends[entry.id] += 1
+                        self._written[entry.id] = entry
         except Exception as exc:  # broker down, or a message that cannot be built
             error = exc
         tries = {(u.entry.id, u.slot): u for u in self._unsent}
@@ -429,18 +445,22 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                 raise
         if self._written:
             written, self._written = self._written, {}
+            sends, self._sends = self._sends, defaultdict(int)
             try:
-                by_slot: dict[datetime, list[int]] = defaultdict(list)
+                # Most entries of a tick share their slot and count: one statement each.
+                groups: dict[tuple[datetime, int], list[int]] = defaultdict(list)
                 for entry in written.values():
                     if entry.last is not None:
-                        by_slot[entry.last].append(entry.id)
-                for slot, ids in by_slot.items():
+                        groups[(entry.last, sends.get(entry.id, 0))].append(entry.id)
+                for (slot, sent), ids in groups.items():
                     for start in range(0, len(ids), WRITE_BATCH):
                         PeriodicTask.objects.filter(pk__in=ids[start : start + WRITE_BATCH]).update(
-                            last_run_at=slot, total_run_count=F("total_run_count") + 1
+                            last_run_at=slot, total_run_count=F("total_run_count") + sent
                         )
             except DatabaseError:
                 self._written.update(written)
+                for task_id, sent in sends.items():
+                    self._sends[task_id] += sent
                 raise
         if self._disable:
             done, self._disable = self._disable, set()
