@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection
+from django.db import NotSupportedError, ProgrammingError, connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
@@ -88,6 +88,38 @@ def install(conn: BaseDatabaseWrapper | None = None) -> None:
                 cursor.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} BEGIN {body}; END")
             else:
                 raise NotImplementedError(f"schedule change triggers for {conn.vendor}")
+
+
+def missing(conn: BaseDatabaseWrapper | None = None) -> list[str]:
+    """The names of the triggers the database lacks."""
+    conn = conn or connection
+    with conn.cursor() as cursor:
+        if conn.vendor == "postgresql":
+            cursor.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")
+        else:
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        present = {row[0] for row in cursor.fetchall()}
+    return [name for name, *_ in _triggers(conn) if name not in present]
+
+
+def ensure() -> None:
+    """At beat start: put missing triggers back (a restored dump, a table rebuilt by hand).
+    A database user that may not create them gets a log line naming the fix."""
+    lacking = missing()
+    if not lacking:
+        return
+    try:
+        with transaction.atomic():
+            install()
+    except (ProgrammingError, NotSupportedError) as exc:
+        logger.error(
+            "the schedule change triggers %s are missing and beat may not create them (%s): "
+            "edits reach beat only when it restarts; run `python manage.py migrate` as the "
+            "schema owner to put them back",
+            ", ".join(lacking), exc,
+        )  # fmt: skip
+    else:
+        logger.warning("schedule change triggers %s were missing: installed", ", ".join(lacking))
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         attempt = 0
         while True:
             try:
-                changes.install()
+                changes.ensure()
                 self.feed = changes.Feed()
                 # Stock: schedules declared in CELERY_BEAT_SCHEDULE become rows.
                 self.update_from_dict(self.app.conf.beat_schedule)

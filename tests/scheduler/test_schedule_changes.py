@@ -8,7 +8,7 @@ from django.db.models import F
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from scheduler.engine.changes import Feed
+from scheduler.engine.changes import Feed, ensure, missing
 from scheduler.models import SchedulePolicy
 
 
@@ -74,3 +74,17 @@ def test_triggers_survive_a_migrate(db: None) -> None:
 
 def _on_table() -> str:
     return f" ON {PeriodicTask._meta.db_table}" if connection.vendor == "postgresql" else ""
+
+
+def test_beat_puts_missing_triggers_back_at_start(db: None) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER IF EXISTS nightshift_task_del{_on_table()}")
+    assert missing() == ["nightshift_task_del"]
+    ensure()  # what beat does when it starts
+    assert missing() == []
+    every_5s = IntervalSchedule.objects.create(every=5, period=IntervalSchedule.SECONDS)
+    task = PeriodicTask.objects.create(name="doomed", task="tests.noop", interval=every_5s)
+    feed = Feed()
+    pk = task.pk
+    task.delete()
+    assert feed.poll().task_ids == {pk}
