@@ -58,6 +58,8 @@ def health_context(now: datetime | None = None) -> dict[str, Any]:
             problems.append(f"overdue since {since:%Y-%m-%d %H:%M}")
         if entry["last_status"] in FAILED:
             problems.append(f"last run {entry['last_status']}")
+        elif entry["last_status"] == JobRun.Status.MISSED:
+            problems.append("last slot missed: beat did not send it in time")
         if problems:
             attention.append({**entry, "problems": "; ".join(problems)})
     failing_jobs = [

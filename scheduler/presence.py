@@ -7,6 +7,7 @@ reads both without asking the processes anything, so it stays fast when one of t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -39,13 +40,12 @@ def record_beat_tick() -> None:
     now = time.monotonic()
     if now - _last_stamp < 1.0:
         return
-    try:
+    _last_stamp = now
+    # Beat's lease code already says, once in a while, when Redis cannot be reached.
+    with contextlib.suppress(redis.RedisError):
         leases.client().set(
             BEAT_KEY, datetime.now(UTC).isoformat(), ex=int(FORGET_AFTER.total_seconds())
         )
-        _last_stamp = now
-    except redis.RedisError as exc:
-        logger.warning("could not record beat's tick in Redis: %s", exc)
 
 
 def beat_last_tick() -> datetime | None:

@@ -230,6 +230,7 @@ def _matches_day(cron: Any, day: date) -> bool:
 def latest_crontab_fire(cron: Any, now: datetime, tz: tzinfo) -> datetime | None:
     """The latest time at or before `now` that `cron` fires, as an aware datetime in `tz`."""
     local = now.astimezone(tz)
+    limit = now.astimezone(UTC)
     hours = sorted(cron.hour, reverse=True)
     minutes = sorted(cron.minute, reverse=True)
     for back in range(_MAX_DAYS):
@@ -240,10 +241,18 @@ def latest_crontab_fire(cron: Any, now: datetime, tz: tzinfo) -> datetime | None
             if back == 0 and hour > local.hour:
                 continue
             for minute in minutes:
-                if back == 0 and hour == local.hour and minute > local.minute:
-                    continue
-                return datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz)
+                fire = _wall_time(day, hour, minute, tz)
+                if fire is not None and fire.astimezone(UTC) <= limit:
+                    return fire
     return None
+
+
+def _wall_time(day: date, hour: int, minute: int, tz: tzinfo) -> datetime | None:
+    """That wall-clock time in `tz` (its first occurrence when clocks go back); None when
+    clocks went forward over it, as Celery skips it too."""
+    fire = datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz)
+    back = fire.astimezone(UTC).astimezone(tz)
+    return fire if (back.hour, back.minute) == (hour, minute) else None
 
 
 @dataclass(frozen=True)
@@ -273,6 +282,8 @@ def next_crontab_fire(cron: Any, after: datetime, tz: tzinfo) -> datetime | None
 def _next_crontab_fire(cron: _Cron, after: datetime, tz: tzinfo) -> datetime | None:
     # Cached: at a slot, thousands of schedules sharing a crontab ask the same question.
     local = after.astimezone(tz)
+    # Compared as instants: within one zone Python compares wall times, which repeat in autumn.
+    limit = after.astimezone(UTC)
     for ahead in range(_MAX_DAYS):
         day = local.date() + timedelta(days=ahead)
         if not _matches_day(cron, day):
@@ -281,9 +292,9 @@ def _next_crontab_fire(cron: _Cron, after: datetime, tz: tzinfo) -> datetime | N
             if ahead == 0 and hour < local.hour:
                 continue
             for minute in cron.minute:
-                if ahead == 0 and hour == local.hour and minute <= local.minute:
-                    continue
-                return datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz)
+                fire = _wall_time(day, hour, minute, tz)
+                if fire is not None and fire.astimezone(UTC) > limit:
+                    return fire
     return None
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import Celery
 from django.db.models import QuerySet
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from scheduler import policy
@@ -105,13 +106,14 @@ class Builder:
             overrides = {}
         job = self.app.tasks.get(task.task)
         start_deadline = overrides.get("start_deadline", getattr(job, "start_deadline", None))
+        # In the project's time zone, so an interval's slots read as Asia/Shanghai times too.
         timing = Timing(
             sched,
-            task.start_time,
-            task.expires,
+            _local(task.start_time),
+            _local(task.expires),
             bool(task.one_off),
-            task.last_run_at,
-            task.date_changed,
+            _local(task.last_run_at),
+            _local(task.date_changed),
         )
         return Entry(
             id=task.pk,
@@ -125,7 +127,7 @@ class Builder:
             policy=overrides,
             start_deadline=start_deadline,
             total_run_count=task.total_run_count,
-            last=task.last_run_at,
+            last=_local(task.last_run_at),
         )
 
     def _schedule(self, task: PeriodicTask) -> tuple[tuple[Any, ...], Any]:
@@ -156,6 +158,10 @@ class Builder:
         if key not in self._schedules:
             self._schedules[key] = holder.schedule
         return key, self._schedules[key]
+
+
+def _local(moment: datetime | None) -> datetime | None:
+    return timezone.localtime(moment) if moment is not None else None
 
 
 def message_options(entry: Entry) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -33,8 +33,6 @@ LEADER_KEY = "nightshift:beat:leader"
 FENCE_KEY = "nightshift:beat:fence"
 HANDLED_KEY = "nightshift:beat:handled"
 BEATS_KEY = "nightshift:beats"
-# A beat not seen for this long is gone from the health page.
-BEAT_SEEN_WITHIN = timedelta(seconds=30)
 
 # Take the lease if free; on success draw the next fencing token. ARGV: identity, ttl ms.
 _TAKE = """
@@ -160,6 +158,8 @@ class BeatPresence:
 def beats(now: datetime | None = None) -> list[BeatPresence]:
     """The beats seen lately, the leader first (for the health page)."""
     now = now or datetime.now(UTC)
+    # Beats stamp every lease / 3: one unseen for a whole lease is gone.
+    seen_within = timedelta(seconds=max(5.0, lease_seconds()))
     r = leases.client()
     leader = r.get(LEADER_KEY)
     found, gone = [], []
@@ -167,7 +167,7 @@ def beats(now: datetime | None = None) -> list[BeatPresence]:
         identity = _text(raw_identity)
         value = json.loads(raw)
         seen = datetime.fromisoformat(value["seen"])
-        if now - seen > BEAT_SEEN_WITHIN:
+        if now - seen > seen_within:
             gone.append(identity)
             continue
         role = "leader" if leader and _text(leader) == identity else "standby"

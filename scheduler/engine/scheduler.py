@@ -79,6 +79,8 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         self._next_poll = 0.0
         self._next_trim = 0.0
         self._next_handled = 0.0
+        self._next_stamp = 0.0
+        self._announced = False
         self._warned: dict[str, float] = {}
         self.leadership: Leadership | None = None
         self.feed: changes.Feed | None = None
@@ -207,14 +209,18 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
             self._next_poll = now_mono + self.poll_every
             self._guard("changes", self._follow_changes)
         leading = self.leadership.hold()
-        if now_mono >= self._next_trim:
-            self._next_trim = now_mono + 10
+        if now_mono >= self._next_stamp:
+            self._next_stamp = now_mono + self.leadership.renew_every
             self.leadership.stamp(leading)
-            if leading:
-                self._guard("trim", changes.trim)
+        if leading and now_mono >= self._next_trim:
+            self._next_trim = now_mono + 60
+            self._guard("trim", changes.trim)
         if not leading:
             if self._leading:
                 logger.warning("beat stops dispatching: it no longer leads")
+            if self._leading or not self._announced:
+                self._announced = True
+                logger.info("beat %s stands by", self.leadership.identity)
                 self._unsent.clear()
             self._leading = False
             return self.poll_every
@@ -272,10 +278,14 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                 deadline = entry.deadline(slot)
                 expires = entry.timing.expires
                 if expires is not None and now >= expires:
-                    reason = f"the schedule expired at {expires.isoformat()} before it was sent"
+                    reason = f"the schedule expired at {_local(expires)} before it was sent"
                     missed.append(_Unsent(entry, slot, deadline, reason))
-                elif deadline is not None and now > deadline:
-                    reason = f"beat did not send it before its deadline {deadline.isoformat()}"
+                elif deadline is not None and now >= deadline:
+                    # At its deadline the next slot is due: sending this one is already late.
+                    reason = (
+                        f"not sent before its deadline {_local(deadline)}: no beat was sending "
+                        f"(beat down or no leader) from {_local(slot)} until {_local(now)}"
+                    )
                     missed.append(_Unsent(entry, slot, deadline, reason))
                 else:
                     batch.append((entry, slot))
@@ -299,9 +309,9 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         """Send again what the broker refused, until each slot's deadline."""
         keep, mono = [], time.monotonic()
         for unsent in self._unsent:
-            if unsent.deadline is not None and now > unsent.deadline:
+            if unsent.deadline is not None and now >= unsent.deadline:
                 unsent.error = (
-                    f"the broker refused it until its deadline {unsent.deadline.isoformat()} "
+                    f"the broker refused it until its deadline {_local(unsent.deadline)} "
                     f"({unsent.tries} tries; last error: {unsent.error})"
                 )
                 missed.append(unsent)
@@ -363,7 +373,7 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
             headers[NEXT_SLOT_HEADER] = next_slot.isoformat()
         if sentry_sdk.get_client().is_active():
             self._open_checkin(entry, slot, headers, options)
-        logger.info("Sending due task %s (%s) for %s", entry.name, entry.task, slot.isoformat())
+        logger.info("Sending due task %s (%s) for %s", entry.name, entry.task, _local(slot))
         task = self.app.tasks.get(entry.task)
         if task is not None:
             task.apply_async(
@@ -523,7 +533,12 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
 
     @property
     def info(self) -> str:
-        return f"    . engine -> Nightshift ({len(self._entries)} schedules)"
+        return "    . engine -> Nightshift (scheduler.engine): leader lease, live edits"
+
+
+def _local(moment: datetime) -> str:
+    """A time as logs and run rows show it: in the project's time zone (Asia/Shanghai)."""
+    return timezone.localtime(moment).isoformat(timespec="seconds")
 
 
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:
