@@ -40,6 +40,8 @@ Design differences of the engine, each checked against its own rule rather than 
    is sent at the instant stock dispatches, and its header names the slot it is for.
 2. Interval phase: after such a late first dispatch stock counts the next runs from the
    dispatch time, the engine from the slot.
+3. Solar events are compared within a second: the engine names the event to the second, and
+   ephem's time for it moves by tens of milliseconds with where the search starts.
 
 Anything else is a failure, listed with the schedule's row; a failure that one of the engine's
 known bugs explains is tagged "ENGINE BUG <name>" (the focused tests at the end pin each). Set
