@@ -237,22 +237,35 @@ def latest_crontab_fire(cron: Any, now: datetime, tz: tzinfo) -> datetime | None
         day = local.date() - timedelta(days=back)
         if not _matches_day(cron, day):
             continue
-        for hour in hours:
-            if back == 0 and hour > local.hour:
-                continue
-            for minute in minutes:
-                fire = _wall_time(day, hour, minute, tz)
-                if fire is not None and fire.astimezone(UTC) <= limit:
-                    return fire
+        changes = _clocks_change(day, tz)
+        fires = (
+            _wall_time(day, hour, minute, tz)
+            for hour in hours
+            if back > 0 or hour <= local.hour or changes
+            for minute in minutes
+        )
+        past = (fire for fire in fires if fire.astimezone(UTC) <= limit)
+        if changes:
+            found = max(past, key=lambda fire: fire.astimezone(UTC), default=None)
+        else:
+            found = next(past, None)
+        if found is not None:
+            return found
     return None
 
 
-def _wall_time(day: date, hour: int, minute: int, tz: tzinfo) -> datetime | None:
-    """That wall-clock time in `tz` (its first occurrence when clocks go back); None when
-    clocks went forward over it, as Celery skips it too."""
+def _wall_time(day: date, hour: int, minute: int, tz: tzinfo) -> datetime:
+    """That wall-clock time in `tz`: its first occurrence when clocks go back; when they jump
+    over it, the same moment on the new clock (02:30 becomes 03:30), as Celery fires it."""
     fire = datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz)
-    back = fire.astimezone(UTC).astimezone(tz)
-    return fire if (back.hour, back.minute) == (hour, minute) else None
+    return fire.astimezone(UTC).astimezone(tz)
+
+
+def _clocks_change(day: date, tz: tzinfo) -> bool:
+    """Whether `tz` changes its offset on `day` (fire times are then not in wall-time order)."""
+    start = datetime(day.year, day.month, day.day, tzinfo=tz)
+    end = start + timedelta(days=1)
+    return start.utcoffset() != end.utcoffset()
 
 
 @dataclass(frozen=True)
@@ -288,13 +301,20 @@ def _next_crontab_fire(cron: _Cron, after: datetime, tz: tzinfo) -> datetime | N
         day = local.date() + timedelta(days=ahead)
         if not _matches_day(cron, day):
             continue
-        for hour in cron.hour:
-            if ahead == 0 and hour < local.hour:
-                continue
-            for minute in cron.minute:
-                fire = _wall_time(day, hour, minute, tz)
-                if fire is not None and fire.astimezone(UTC) > limit:
-                    return fire
+        changes = _clocks_change(day, tz)
+        fires = (
+            _wall_time(day, hour, minute, tz)
+            for hour in cron.hour
+            if ahead > 0 or hour >= local.hour or changes
+            for minute in cron.minute
+        )
+        future = (fire for fire in fires if fire.astimezone(UTC) > limit)
+        if changes:
+            found = min(future, key=lambda fire: fire.astimezone(UTC), default=None)
+        else:
+            found = next(future, None)
+        if found is not None:
+            return found
     return None
 
 
