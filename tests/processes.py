@@ -110,16 +110,26 @@ def start_worker(
     )
 
 
-def wait_until_ready(worker: Process, timeout: float = 60) -> None:
-    """Wait until the worker answers a ping (its pool is up and consuming)."""
+def wait_until_ready(worker: Process, timeout: float = 60, broker_url: str | None = None) -> None:
+    """Wait until the worker answers a ping (its pool is up and consuming); `broker_url` when
+    the worker uses another broker than the suite's."""
+    from celery import Celery
+
     from config.celery import app
 
+    # Celery's control commands go through the app's producer pool, whatever connection they
+    # are given: another broker needs an app of its own.
+    pinger = app if broker_url is None else Celery("ping", broker=broker_url, set_as_current=False)
     hostname = f"{worker.name}@{socket.gethostname()}"
-    wait_for(
-        lambda: app.control.ping(destination=[hostname], timeout=0.5),
-        timeout,
-        f"{hostname} to answer a ping",
-    )
+    try:
+        wait_for(
+            lambda: pinger.control.ping(destination=[hostname], timeout=0.5),
+            timeout,
+            f"{hostname} to answer a ping",
+        )
+    finally:
+        if pinger is not app:
+            pinger.close()
 
 
 def start_beat(name: str, env: Mapping[str, str]) -> Process:

@@ -1,21 +1,29 @@
 """Fault drills for `celery -A config beat -S django` with a real worker: beat SIGKILLed for longer
-than its slots' deadlines, and a 10-second interval created at every phase of its cycle.
-Each ends with the count a user makes: the slots owed, the rows written, none lost, none twice.
+than its slots' deadlines, Redis stopped for 30 s during a burst, beat started while its database
+is down, and a 10-second interval created at every phase of its cycle. Each ends with the count
+a user makes: the slots owed, the rows written, none lost, none run twice.
 
-The drills that stop Redis or the database are in test_beat_outages.py.
+Redis and PostgreSQL are stopped only when they are the test's own (a redis-server, a
+PostgreSQL cluster started here on free ports), never the suite's or the shared ones.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
+from config import redis_server
 from scheduler import leases
-from scheduler.models import JobRun
+from scheduler.models import JobRun, SchedulePolicy
 from tests.processes import (
     Ledger,
     Process,
@@ -180,3 +188,130 @@ def test_a_ten_second_interval_created_at_every_phase_of_its_cycle_runs_every_sl
             f"{[(r.slot, r.status) for r in book.strays]}\n{summary}"
         )
         assert book.outcomes() == {S.SUCCEEDED: len(book.owed)}, summary
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, which the test stops and starts again on the same port.
+
+    It keeps an append-only file, as a production broker should, and is stopped with SIGTERM
+    (Redis writes the file out), so a restart finds the queue, the unacknowledged messages and
+    the leases where they were: the drill is an outage, not the loss of Redis's data (which
+    would lose every queued job however beat behaves).
+    """
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary is not None, "redis-server is not installed"
+        self.binary = binary
+        self.port = redis_server.free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="nightshift-outage-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = redis_server.start(self.binary, self.port, self.directory, durable=True)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)
+
+
+OUTAGE = 30  # seconds
+
+
+def test_redis_stopped_for_30_s_during_a_burst_leaves_one_row_per_slot(
+    private_redis: PrivateRedis, processes: list[Process]
+) -> None:
+    # Worker and beat use the private Redis as broker and for their leases; the worker writes
+    # the rows to the test database, which stays up.
+    env = child_env({"REDIS_URL": private_redis.url})
+    worker = start_worker("outage-worker", env, concurrency=4, app="tests.e2e_app")
+    processes.append(worker)
+    wait_until_ready(worker, broker_url=private_redis.url)
+    intervals = {
+        every: IntervalSchedule.objects.create(every=every, period=IntervalSchedule.SECONDS)
+        for every in (2, 3, 4, 5)
+    }
+    burst = [
+        PeriodicTask.objects.create(
+            name=f"burst-{i}", task="tests.noop", interval=intervals[2 + i % 4]
+        )
+        for i in range(20)
+    ]
+    # Its slots may start up to 120 s late: those due during the outage must be sent once
+    # Redis is back, and run. Overlap allowed: the late ones arrive together.
+    patient = PeriodicTask.objects.create(name="patient", task="tests.noop", interval=intervals[3])
+    SchedulePolicy.objects.create(periodic_task=patient, start_deadline=120, overlap="allow")
+    beat = start_beat("outage-beat", env)
+    processes.append(beat)
+    wait_for(lambda: "Sending due task patient" in beat.log(), 30, "beat to dispatch")
+    time.sleep(4)  # the burst under way
+
+    down_at = timezone.now()
+    private_redis.stop()
+    time.sleep(OUTAGE)
+    restart_at = timezone.now()
+    private_redis.start()
+    up_at = timezone.now()
+
+    # Beat leads again and the worker is back (it reconnects on its own backoff, up to ten
+    # seconds after Redis is) once a slot due after the outage has run.
+    wait_for(
+        lambda: JobRun.objects.filter(schedule="patient", slot__gt=up_at, status=S.SUCCEEDED),
+        90,
+        "a slot due after the outage to run",
+    )
+    back_at = timezone.now()
+    time.sleep(3)  # the late slots' runs
+    beat.stop()
+    until = timezone.now() - timedelta(seconds=1)
+
+    books = settled(lambda: [interval_ledger(t, until) for t in [*burst, patient]], 30)
+    summary = "\n".join(book.summary() for book in books)
+    for book in books:
+        assert not book.lost, f"{book.schedule}: slots with no row: {book.lost}\n{summary}"
+        assert not book.twice, f"{book.schedule}: slots with two rows: {book.twice}\n{summary}"
+        assert not book.strays, f"{book.schedule}: rows off its slots: {book.strays}\n{summary}"
+        # A slot ran; or beat could not send it before its deadline (missed); or the worker,
+        # back later than Redis, got it after its deadline (expired). Both with the reason.
+        assert set(book.outcomes()) <= {S.SUCCEEDED, S.MISSED, S.EXPIRED}, summary
+        for slot in book.owed:
+            run = book.outcome(slot)
+            assert run is not None
+            if run.status != S.SUCCEEDED:
+                assert down_at - timedelta(seconds=5) <= slot <= back_at, f"{run}\n{summary}"
+                assert "deadline" in run.error_message, run.error_message
+    # The burst's slots in the outage were past their deadlines (their next slot) by its end.
+    missed = [
+        run.error_message
+        for book in books[:-1]
+        for run in map(book.outcome, book.owed)
+        if run is not None and run.status == S.MISSED
+    ]
+    assert len(missed) >= 20 * (OUTAGE // 5), summary
+    # Those due while beat still held its lease were refused by the broker and retried; those
+    # due after it had to give the lead up were never tried. Each row says which.
+    assert any(m.startswith("the broker refused it") for m in missed), summary
+    assert any(m.startswith("beat did not send it") for m in missed), summary
+
+    # The patient schedule's slots in the outage were sent after it, and ran.
+    book = books[-1]
+    in_outage = [slot for slot in book.owed if down_at <= slot <= up_at]
+    assert len(in_outage) >= OUTAGE // 3 - 1, summary
+    assert book.outcomes() == {S.SUCCEEDED: len(book.owed)}, summary
+    for slot in in_outage:
+        run = book.outcome(slot)
+        assert run is not None and run.started_at >= restart_at, summary
