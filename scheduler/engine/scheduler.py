@@ -320,7 +320,9 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         if error is None and not tries:
             return
         mono = time.monotonic()
-        self._unsent = []
+        # Slots waiting for their next try were not in this batch: they wait on.
+        in_batch = {(entry.id, slot) for entry, slot in batch}
+        self._unsent = [u for u in self._unsent if (u.entry.id, u.slot) not in in_batch]
         for entry, slot in batch:
             if (entry.id, slot) in sent:
                 continue
