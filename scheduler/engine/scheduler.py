@@ -203,7 +203,6 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         if not leading:
             if self._leading:
                 logger.warning("beat stops dispatching: it no longer leads")
-                self._unsent.clear()
             self._leading = False
             return self.poll_every
         if not self._leading:
@@ -231,6 +230,10 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         )
         if handled is None:
             return
+        # Slots this beat could not send before it lost the lead are still owed, unless a
+        # leader since then handled them: this beat's entries are already past them, so
+        # nothing else would send or record them.
+        self._unsent = [u for u in self._unsent if u.slot > handled]
         for entry in list(self._entries.values()):
             if entry.next is not None and entry.next.due_at <= handled:
                 if entry.timing.one_off:
