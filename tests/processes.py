@@ -205,16 +205,25 @@ class Ledger:
         )
 
 
-def ledger(schedule: str, first: datetime, every: timedelta, until: datetime) -> Ledger:
+def ledger(
+    schedule: str,
+    first: datetime,
+    every: timedelta,
+    until: datetime,
+    runs: Iterable[JobRun] | None = None,
+) -> Ledger:
     """The ledger of a schedule whose slots are `first + k * every`: those up to `until` are
-    owed; rows of later slots (sent just before the count) are kept but not owed."""
+    owed; rows of later slots (sent just before the count) are kept but not owed. The rows are
+    the test database's, unless `runs` gives them (read from another database)."""
     owed = []
     slot = first
     while slot <= until:
         owed.append(slot)
         slot += every
     book = Ledger(schedule, owed)
-    for run in JobRun.objects.filter(schedule=schedule).order_by("slot", "id"):
+    if runs is None:
+        runs = JobRun.objects.filter(schedule=schedule).order_by("slot", "id")
+    for run in runs:
         if run.slot is None or run.slot < first or (run.slot - first) % every:
             book.strays.append(run)
         else:

@@ -9,22 +9,31 @@ PostgreSQL cluster started here on free ports), never the suite's or the shared 
 
 from __future__ import annotations
 
+import os
+import pwd
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from django.conf import settings
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+from psycopg import sql
 
 from config import redis_server
 from scheduler import leases
 from scheduler.models import JobRun, SchedulePolicy
 from tests.processes import (
+    ROOT,
     Ledger,
     Process,
     child_env,
@@ -315,3 +324,158 @@ def test_redis_stopped_for_30_s_during_a_burst_leaves_one_row_per_slot(
     for slot in in_outage:
         run = book.outcome(slot)
         assert run is not None and run.started_at >= restart_at, summary
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (never the shared server): initdb in a temporary
+    directory, a free port, trust authentication, loopback only, fsync off. PostgreSQL refuses
+    to run as root: as root, its programs run as the `postgres` user, who owns the directory."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.port = redis_server.free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="nightshift-pg-"))
+        self.data = self.directory / "data"
+        self.as_owner: list[str] = []
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.directory, owner.pw_uid, owner.pw_gid)
+            self.as_owner = ["runuser", "-u", "postgres", "--"]
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
+
+    def url(self, database: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def connect(self, database: str) -> psycopg.Connection[tuple[Any, ...]]:
+        return psycopg.connect(self.url(database))
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.directory / "postgres.log")
+        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-w", "-o", options, "start")
+
+    def create_database(self, name: str) -> None:
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [*self.as_owner, str(self.bin_dir / program), *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, f"{program} failed: {done.stdout}{done.stderr}"
+
+
+def postgres_bin_dir() -> Path | None:
+    """Where initdb and pg_ctl are: PG_BIN_DIR, PATH, or Debian's versioned directories."""
+    candidates = [Path(settings.PG_BIN_DIR)] if settings.PG_BIN_DIR else []
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)  # often a link to the versioned one
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    return next(
+        (d for d in candidates if (d / "initdb").exists() and (d / "pg_ctl").exists()), None
+    )
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL's initdb and pg_ctl are not installed (or set PG_BIN_DIR)")
+    server = PrivatePostgres(bin_dir)
+    yield server
+    server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"manage.py {args[0]} failed: {done.stdout}{done.stderr}"
+
+
+# What an operator does once the database is there: a schedule, as the admin would save it.
+CREATE_SCHEDULE = """
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+every_2s = IntervalSchedule.objects.create(every=2, period=IntervalSchedule.SECONDS)
+PeriodicTask.objects.create(name="after-the-outage", task="tests.noop", interval=every_2s)
+"""
+
+
+def test_beat_started_while_its_database_is_down_waits_for_it_then_dispatches(
+    private_postgres: PrivatePostgres, processes: list[Process]
+) -> None:
+    env = child_env({"DATABASE_URL": private_postgres.url("nightshift")})
+    beat = start_beat("no-database-beat", env)
+    processes.append(beat)
+    # Nothing listens on the database's port yet.
+    failed = re.compile(
+        r"beat cannot load the schedule: the database does not answer \(.+?\); retrying in \d+ s",
+        re.DOTALL,  # the driver's message spans lines
+    )
+    wait_for(lambda: failed.search(beat.log()), 30, "beat to say it cannot load the schedule")
+    time.sleep(1)
+    assert beat.popen.poll() is None, "beat exited instead of waiting for its database"
+
+    # The database comes: the server starts, then the database is created and migrated (beat
+    # meanwhile finds no database, then missing tables: it keeps waiting).
+    private_postgres.start()
+    private_postgres.create_database("nightshift")
+    manage(env, "migrate", "--no-input", "-v0")
+    manage(env, "shell", "-c", CREATE_SCHEDULE)
+    worker = start_worker("no-database-worker", env, concurrency=2, app="tests.e2e_app")
+    processes.append(worker)
+    wait_for(lambda: "Nightshift engine loaded" in beat.log(), 60, "beat to load the schedule")
+
+    def succeeded() -> int:
+        with private_postgres.connect("nightshift") as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM scheduler_jobrun WHERE schedule = %s AND status = %s",
+                ["after-the-outage", S.SUCCEEDED],
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    wait_for(lambda: succeeded() >= 3, 60, "three runs of the schedule")
+    beat.stop()
+    until = timezone.now() - timedelta(seconds=1)
+
+    def count() -> list[Ledger]:
+        with private_postgres.connect("nightshift") as conn:
+            created = conn.execute(
+                "SELECT date_changed FROM django_celery_beat_periodictask WHERE name = %s",
+                ["after-the-outage"],
+            ).fetchone()
+            rows = conn.execute(
+                "SELECT slot, status, error_message FROM scheduler_jobrun WHERE schedule = %s "
+                "ORDER BY slot, id",
+                ["after-the-outage"],
+            ).fetchall()
+        assert created is not None
+        phase = created[0]
+        assert isinstance(phase, datetime)
+        runs = [
+            JobRun(schedule="after-the-outage", slot=slot, status=status, error_message=error)
+            for slot, status, error in rows
+        ]
+        every = timedelta(seconds=2)
+        return [ledger("after-the-outage", phase + every, every, until, runs)]
+
+    [book] = settled(count, 30)
+    summary = book.summary()
+    assert not book.lost, f"slots with no row: {book.lost}\n{summary}"
+    assert not book.twice, f"slots with two rows: {book.twice}\n{summary}"
+    assert not book.strays, summary
+    # Slots due before beat had loaded its schedule (if its backoff made it that late) are
+    # recorded missed, with the reason.
+    assert set(book.outcomes()) <= {S.SUCCEEDED, S.MISSED}, summary
+    assert book.outcomes()[S.SUCCEEDED] >= 2, summary
