@@ -13,6 +13,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -479,3 +480,18 @@ def test_beat_started_while_its_database_is_down_waits_for_it_then_dispatches(
     # recorded missed, with the reason.
     assert set(book.outcomes()) <= {S.SUCCEEDED, S.MISSED}, summary
     assert book.outcomes()[S.SUCCEEDED] >= 2, summary
+
+
+def test_beat_waiting_for_its_database_stops_at_sigterm(processes: list[Process]) -> None:
+    # Nothing listens there: beat waits for its database, as at a boot where it comes first.
+    url = f"postgres://postgres@127.0.0.1:{redis_server.free_port()}/nightshift"
+    beat = start_beat("waiting-beat", child_env({"DATABASE_URL": url}))
+    processes.append(beat)
+    wait_for(lambda: "beat cannot load the schedule" in beat.log(), 30, "beat to wait")
+
+    # What `systemctl stop`, `docker stop` or Ctrl-C sends: it must not wait for the database.
+    beat.popen.send_signal(signal.SIGTERM)
+    try:
+        beat.popen.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("beat waiting for its database ignored SIGTERM")
