@@ -1,7 +1,8 @@
 """Fault drills for `celery -A config beat -S django` with a real worker: beat SIGKILLed for longer
 than its slots' deadlines, Redis stopped for 30 s during a burst, beat started while its database
-is down, and a 10-second interval created at every phase of its cycle. Each ends with the count
-a user makes: the slots owed, the rows written, none lost, none run twice.
+is down (and stopped while it waits), and a 10-second interval created at every phase of its
+cycle. Each ends with the count a user makes: the slots owed, the rows written, none lost, none
+run twice.
 
 Redis and PostgreSQL are stopped only when they are the test's own (a redis-server, a
 PostgreSQL cluster started here on free ports), never the suite's or the shared ones.
@@ -26,6 +27,7 @@ from typing import Any
 import psycopg
 import pytest
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from psycopg import sql
@@ -74,8 +76,12 @@ def test_beat_killed_past_its_slots_deadlines_leaves_one_row_per_slot(
 ) -> None:
     env = child_env()
     worker = start_worker("killed-beat-worker", env, concurrency=2, app="tests.e2e_app")
-    processes.append(worker)
+    first = start_beat("killed-beat-1", env)
+    processes.extend([worker, first])
     wait_until_ready(worker)
+    # Schedules created once beat leads owe nothing before they exist: no slot can pass before
+    # a slow start-up, and every missed slot belongs to the kill.
+    wait_for(lambda: "beat leads from" in first.log(), 30, "the first beat to lead")
     every_2s = IntervalSchedule.objects.create(every=2, period=IntervalSchedule.SECONDS)
     every_3s = IntervalSchedule.objects.create(every=3, period=IntervalSchedule.SECONDS)
     each_minute = CrontabSchedule.objects.create(
@@ -94,11 +100,9 @@ def test_beat_killed_past_its_slots_deadlines_leaves_one_row_per_slot(
     # beat comes, so it must run late, once, where the intervals' slots are past theirs.
     created = timezone.now()
     minute = created.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    if minute - created < timedelta(seconds=9):
+    if minute - created < timedelta(seconds=9):  # a few slots under the first beat
         minute += timedelta(minutes=1)
     kill_at = max(created + timedelta(seconds=8), minute - timedelta(seconds=10))
-    first = start_beat("killed-beat-1", env)
-    processes.append(first)
     sleep_until(kill_at)
     assert "Sending due task every-2s" in first.log(), "the first beat never dispatched"
     killed_at = timezone.now()
@@ -250,7 +254,10 @@ def test_redis_stopped_for_30_s_during_a_burst_leaves_one_row_per_slot(
     env = child_env({"REDIS_URL": private_redis.url})
     worker = start_worker("outage-worker", env, concurrency=4, app="tests.e2e_app")
     processes.append(worker)
+    beat = start_beat("outage-beat", env)
+    processes.append(beat)
     wait_until_ready(worker, broker_url=private_redis.url)
+    wait_for(lambda: "beat leads from" in beat.log(), 30, "beat to lead")
     intervals = {
         every: IntervalSchedule.objects.create(every=every, period=IntervalSchedule.SECONDS)
         for every in (2, 3, 4, 5)
@@ -263,10 +270,11 @@ def test_redis_stopped_for_30_s_during_a_burst_leaves_one_row_per_slot(
     ]
     # Its slots may start up to 120 s late: those due during the outage must be sent once
     # Redis is back, and run. Overlap allowed: the late ones arrive together.
-    patient = PeriodicTask.objects.create(name="patient", task="tests.noop", interval=intervals[3])
-    SchedulePolicy.objects.create(periodic_task=patient, start_deadline=120, overlap="allow")
-    beat = start_beat("outage-beat", env)
-    processes.append(beat)
+    with transaction.atomic():
+        patient = PeriodicTask.objects.create(
+            name="patient", task="tests.noop", interval=intervals[3]
+        )
+        SchedulePolicy.objects.create(periodic_task=patient, start_deadline=120, overlap="allow")
     wait_for(lambda: "Sending due task patient" in beat.log(), 30, "beat to dispatch")
     time.sleep(4)  # the burst under way
 
