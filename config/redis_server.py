@@ -1,4 +1,4 @@
-"""A private, memory-only redis-server on loopback: for `make run`, the test suite and benches."""
+"""A private redis-server on loopback: for `make run`, the test suite and benches."""
 
 from __future__ import annotations
 
@@ -25,17 +25,24 @@ def answers(port: int) -> bool:
         return False
 
 
-def start(binary: str, port: int, directory: Path, timeout: float = 15) -> subprocess.Popen[bytes]:
-    """Start redis-server (nothing saved to disk, log in `directory`) and wait for it to answer.
+def start(
+    binary: str, port: int, directory: Path, timeout: float = 15, durable: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start redis-server (log in `directory`) and wait for it to answer.
+
+    Nothing is saved to disk unless `durable`: then an append-only file in `directory` (fsync
+    once a second, as a production broker keeps it) lets a restart on the same directory find
+    the queued messages and leases again. Stop it with SIGTERM, which writes the file out.
 
     It runs in its own session, so a terminal's Ctrl-C does not reach it: its owner stops it.
     Raises RuntimeError, naming the log, when it exits or does not answer in time.
     """
     directory.mkdir(parents=True, exist_ok=True)
     log = directory / "redis.log"
+    appendonly = ["yes", "--appendfsync", "everysec"] if durable else ["no"]
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-         "--save", "", "--appendonly", "no", "--logfile", str(log)],
+         "--save", "", "--appendonly", *appendonly, "--logfile", str(log)],
         start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + timeout

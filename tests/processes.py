@@ -1,4 +1,5 @@
-"""Real worker and beat processes for end-to-end tests, with their logs kept under var/."""
+"""Real worker and beat processes for end-to-end tests, with their logs kept under var/, and
+the count a user makes of their runs afterwards: the slots owed, and the rows written for each."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
 
 from django.db import connection
+
+from scheduler.models import JobRun
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "var" / "test-logs"
@@ -104,16 +110,26 @@ def start_worker(
     )
 
 
-def wait_until_ready(worker: Process, timeout: float = 60) -> None:
-    """Wait until the worker answers a ping (its pool is up and consuming)."""
+def wait_until_ready(worker: Process, timeout: float = 60, broker_url: str | None = None) -> None:
+    """Wait until the worker answers a ping (its pool is up and consuming); `broker_url` when
+    the worker uses another broker than the suite's."""
+    from celery import Celery
+
     from config.celery import app
 
+    # Celery's control commands go through the app's producer pool, whatever connection they
+    # are given: another broker needs an app of its own.
+    pinger = app if broker_url is None else Celery("ping", broker=broker_url, set_as_current=False)
     hostname = f"{worker.name}@{socket.gethostname()}"
-    wait_for(
-        lambda: app.control.ping(destination=[hostname], timeout=0.5),
-        timeout,
-        f"{hostname} to answer a ping",
-    )
+    try:
+        wait_for(
+            lambda: pinger.control.ping(destination=[hostname], timeout=0.5),
+            timeout,
+            f"{hostname} to answer a ping",
+        )
+    finally:
+        if pinger is not app:
+            pinger.close()
 
 
 def start_beat(name: str, env: Mapping[str, str]) -> Process:
@@ -135,3 +151,93 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+@dataclass
+class Ledger:
+    """One schedule's slots up to a moment, each with the rows written for it: what a user
+    counts after an incident. Every slot owed should have exactly one row (it ran, or it was
+    recorded as not run, with the reason); none lost, none twice."""
+
+    schedule: str
+    owed: list[datetime]
+    rows: dict[datetime | None, list[JobRun]] = field(default_factory=dict)
+    # Rows whose slot is not one of the schedule's own (off its phase, before its first slot,
+    # or no slot at all).
+    strays: list[JobRun] = field(default_factory=list)
+
+    @property
+    def lost(self) -> list[datetime]:
+        return [slot for slot in self.owed if not self.rows.get(slot)]
+
+    @property
+    def twice(self) -> dict[datetime | None, list[str]]:
+        """Slots with more than one row, and the rows' statuses."""
+        return {slot: [r.status for r in rows] for slot, rows in self.rows.items() if len(rows) > 1}
+
+    @property
+    def ran_twice(self) -> list[datetime | None]:
+        return [
+            slot
+            for slot, rows in self.rows.items()
+            if sum(r.status == JobRun.Status.SUCCEEDED for r in rows) > 1
+        ]
+
+    @property
+    def running(self) -> int:
+        return sum(r.status == JobRun.Status.RUNNING for rows in self.rows.values() for r in rows)
+
+    def outcome(self, slot: datetime) -> JobRun | None:
+        """The row of an owed slot (None: lost; the first when there are several)."""
+        rows = self.rows.get(slot)
+        return rows[0] if rows else None
+
+    def outcomes(self) -> Counter[str]:
+        """How many owed slots ended in each status."""
+        return Counter(r.status for r in map(self.outcome, self.owed) if r is not None)
+
+    def summary(self) -> str:
+        written = sum(len(self.rows.get(slot, [])) for slot in self.owed)
+        return (
+            f"{self.schedule}: {len(self.owed)} slots owed, {written} rows "
+            f"({dict(self.outcomes())}), lost {len(self.lost)}, with two rows or more "
+            f"{len(self.twice)}, ran twice {len(self.ran_twice)}, stray rows {len(self.strays)}"
+        )
+
+
+def ledger(
+    schedule: str,
+    first: datetime,
+    every: timedelta,
+    until: datetime,
+    runs: Iterable[JobRun] | None = None,
+) -> Ledger:
+    """The ledger of a schedule whose slots are `first + k * every`: those up to `until` are
+    owed; rows of later slots (sent just before the count) are kept but not owed. The rows are
+    the test database's, unless `runs` gives them (read from another database)."""
+    owed = []
+    slot = first
+    while slot <= until:
+        owed.append(slot)
+        slot += every
+    book = Ledger(schedule, owed)
+    if runs is None:
+        runs = JobRun.objects.filter(schedule=schedule).order_by("slot", "id")
+    for run in runs:
+        if run.slot is None or run.slot < first or (run.slot - first) % every:
+            book.strays.append(run)
+        else:
+            book.rows.setdefault(run.slot, []).append(run)
+    return book
+
+
+def settled(count: Callable[[], Iterable[Ledger]], timeout: float) -> list[Ledger]:
+    """The ledgers once every owed slot has a row and no run is still going (or, after
+    `timeout`, as they stand: the assertions that follow then say what is missing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        books = list(count())
+        done = all(not book.lost and not book.running for book in books)
+        if done or time.monotonic() > deadline:
+            return books
+        time.sleep(0.5)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery import platforms
 from celery.apps.beat import Beat as CeleryBeat
 
 ENGINE = "scheduler.engine.scheduler:Engine"
@@ -43,6 +44,19 @@ class Beat(CeleryBeat):
         super().__init__(*args, **kwargs)
         if self.scheduler_cls in STOCK_NAMES:  # type: ignore[has-type]
             self.scheduler_cls = ENGINE
+
+    def install_sync_handler(self, service: Any) -> None:
+        """SIGTERM and SIGINT save the schedule and exit, as in stock beat. While the engine is
+        still loading (it waits for the database), there is nothing to save; asking the service
+        for its scheduler then would build a second engine, which would wait for the database
+        inside the signal handler, and beat would never stop."""
+
+        def _sync(signum: Any, frame: Any) -> None:
+            if "scheduler" in vars(service):  # Service.scheduler is a cached property
+                service.sync()
+            raise SystemExit()
+
+        platforms.signals.update(SIGTERM=_sync, SIGINT=_sync)
 
 
 def beats() -> list[Any]:

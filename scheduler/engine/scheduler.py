@@ -113,7 +113,7 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                 logger.error(
                     "beat cannot load the schedule: the database does not answer (%s); "
                     "retrying in %d s",
-                    str(exc).strip(), wait,
+                    " ".join(str(exc).split()), wait,
                 )  # fmt: skip
                 close_old_connections()
                 self._entries.clear()
@@ -221,7 +221,6 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
             if self._leading or not self._announced:
                 self._announced = True
                 logger.info("beat %s stands by", self.leadership.identity)
-                self._unsent.clear()
             self._leading = False
             return self.poll_every
         if not self._leading:
@@ -253,6 +252,9 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         )
         if handled is None:
             return
+        # Slots this beat could not send before it lost the lead: those after the watermark
+        # are owed again by the rewind below, except one-off slots, which wait on here.
+        self._unsent = [u for u in self._unsent if u.slot > handled and u.entry.timing.one_off]
         for entry in list(self._entries.values()):
             if entry.timing.one_off:
                 if entry.next is not None and entry.next.due_at <= handled:
@@ -349,7 +351,9 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         if error is None and not tries:
             return
         mono = time.monotonic()
-        self._unsent = []
+        # Slots waiting for their next try were not in this batch: they wait on.
+        in_batch = {(entry.id, slot) for entry, slot in batch}
+        self._unsent = [u for u in self._unsent if (u.entry.id, u.slot) not in in_batch]
         for entry, slot in batch:
             if (entry.id, slot) in sent:
                 continue
