@@ -80,6 +80,7 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         self._next_trim = 0.0
         self._next_handled = 0.0
         self._next_stamp = 0.0
+        self._led_with_before = 0  # the fencing token of this beat's last lead
         self._announced = False
         self._warned: dict[str, float] = {}
         self.leadership: Leadership | None = None
@@ -241,24 +242,41 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         return self._sleep_for()
 
     def _take_over(self) -> None:
-        """Start leading where the watermark says: slots due up to it were handled (by the
-        previous leader, or by this beat before it lost the lease), later ones are owed."""
+        """Start leading where the watermark says: slots due up to it were handled, later ones
+        are owed. If another beat led since this one last did, this beat's own positions say
+        nothing: every schedule stands at the watermark (moved back if need be). If none did
+        (this beat lost the lease to a Redis outage and took it back), its own positions and
+        the slots it still has to retry are the truth; the watermark only moves it forward."""
+        assert self.leadership is not None
         try:
             handled = handled_watermark()
         except redis.RedisError:
             handled = None
+        token = self.leadership.token
+        resumed = self._led_with_before > 0 and token == self._led_with_before + 1
+        self._led_with_before = token
         logger.info(
-            "beat leads from %s", handled.isoformat() if handled else "each schedule's last run"
+            "beat leads from %s%s",
+            _local(handled) if handled else "each schedule's last run",
+            " (taking its own lead back)" if resumed else "",
         )
         if handled is None:
             return
-        # Slots this beat could not send before it lost the lead: those after the watermark
-        # are owed again by the rewind below, except one-off slots, which wait on here.
-        self._unsent = [u for u in self._unsent if u.slot > handled and u.entry.timing.one_off]
+        if not resumed:
+            # Slots after the watermark are owed again by the rewind below; a one-off slot
+            # waiting for its retry is not (one-offs only move forward), so it waits on.
+            self._unsent = [u for u in self._unsent if u.entry.timing.one_off]
+        self._unsent = [u for u in self._unsent if u.slot > handled]
         for entry in list(self._entries.values()):
-            if entry.timing.one_off:
-                if entry.next is not None and entry.next.due_at <= handled:
+            behind = entry.next is not None and entry.next.due_at <= handled
+            if entry.timing.one_off or resumed:
+                if behind and entry.timing.one_off:
+                    assert entry.next is not None
                     entry.last, entry.next = entry.next.slot, None
+                elif behind:
+                    self._skip_to(entry, handled)
+                else:
+                    continue
             else:
                 self._skip_to(entry, handled)
             self._renew(entry)
