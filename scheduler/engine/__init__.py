@@ -46,14 +46,18 @@ class Beat(CeleryBeat):
             self.scheduler_cls = ENGINE
 
     def install_sync_handler(self, service: Any) -> None:
-        """SIGTERM and SIGINT save the schedule and exit, as in stock beat. While the engine is
-        still loading (it waits for the database), there is nothing to save; asking the service
-        for its scheduler then would build a second engine, which would wait for the database
-        inside the signal handler, and beat would never stop."""
+        """SIGTERM and SIGINT stop beat after the tick under way, then write back and hand the
+        lead over. Stock beat raises SystemExit inside the handler instead, which could cut a
+        tick short between opening a slot's check-in and sending its message (a pipelined
+        batch not yet flushed is discarded): a slot lost. The engine's ticks sleep at most
+        NIGHTSHIFT_BEAT_POLL_SECONDS, so the stop is prompt. While the engine is still loading
+        (waiting for the database) there is no tick to finish and nothing to save: exit at once
+        (asking the service for its scheduler then would build a second engine)."""
 
         def _sync(signum: Any, frame: Any) -> None:
             if "scheduler" in vars(service):  # Service.scheduler is a cached property
-                service.sync()
+                service.stop()
+                return
             raise SystemExit()
 
         platforms.signals.update(SIGTERM=_sync, SIGINT=_sync)
