@@ -10,11 +10,11 @@ from celery.signals import task_postrun, worker_process_init, worker_process_shu
 from django.db.backends.signals import connection_created
 
 from config.celery import app
-from scheduler import leases
+from scheduler.redis_client import client
 
 __all__ = ["app"]
 
-# Database statements of this worker process, from any thread (the run row writer has its own
+# Database statements of this worker process, from any thread (the run keeper has its own
 # connection), and the recorded runs they served.
 _tally = {"queries": 0, "runs": 0}
 _tally_lock = threading.Lock()
@@ -41,7 +41,7 @@ def _flush_tally() -> None:
     with _tally_lock:
         queries, recorded = _tally["queries"], _tally["runs"]
         _tally.update(queries=0, runs=0)
-    pipe = leases.client().pipeline(transaction=False)
+    pipe = client().pipeline(transaction=False)
     pipe.incrby("bench:queries", queries)
     pipe.incrby("bench:query_runs", recorded)
     pipe.execute()
@@ -60,19 +60,19 @@ def _tally_runs(sender: Any = None, **kwargs: Any) -> None:
 
 @worker_process_shutdown.connect
 def _flush_at_exit(**kwargs: Any) -> None:
-    from scheduler import runs  # needs Django set up, which the worker does after this import
+    from scheduler import recording  # needs Django set up, which the worker does after this import
 
-    runs.flush_rows()  # the last rows' inserts belong to the tally
+    recording.flush()  # the last rows' inserts belong to the tally
     _flush_tally()
 
 
 @app.task(name="bench.bare_noop", base=Task)
 def bare_noop() -> None:
     """A plain Celery task: the baseline."""
-    leases.client().incr("bench:done")
+    client().incr("bench:done")
 
 
 @app.task(name="bench.recorded_noop")
 def recorded_noop() -> None:
     """The same work through JobTask: recorded, locked, reported."""
-    leases.client().incr("bench:done")
+    client().incr("bench:done")

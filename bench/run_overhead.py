@@ -85,10 +85,10 @@ def main() -> int:
 
         django.setup()
         from bench.app import app
-        from scheduler import leases
         from scheduler.models import JobRun
+        from scheduler.redis_client import client
 
-        r = leases.client()
+        r = client()
         worker = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "celery"),

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 
-from scheduler import leases
+from scheduler.redis_client import client
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +43,11 @@ def record_beat_tick() -> None:
     _last_stamp = now
     # Beat's lease code already says, once in a while, when Redis cannot be reached.
     with contextlib.suppress(redis.RedisError):
-        leases.client().set(
-            BEAT_KEY, datetime.now(UTC).isoformat(), ex=int(FORGET_AFTER.total_seconds())
-        )
+        client().set(BEAT_KEY, datetime.now(UTC).isoformat(), ex=int(FORGET_AFTER.total_seconds()))
 
 
 def beat_last_tick() -> datetime | None:
-    value = leases.client().get(BEAT_KEY)
+    value = client().get(BEAT_KEY)
     return datetime.fromisoformat(_text(value)) if value else None
 
 
@@ -61,13 +59,13 @@ class WorkerPresence:
 
 
 def stamp_worker(hostname: str) -> None:
-    leases.client().hset(WORKERS_KEY, hostname, datetime.now(UTC).isoformat())
+    client().hset(WORKERS_KEY, hostname, datetime.now(UTC).isoformat())
 
 
 def forget_worker(hostname: str) -> None:
     """A worker that shuts down cleanly leaves the list at once."""
     try:
-        leases.client().hdel(WORKERS_KEY, hostname)
+        client().hdel(WORKERS_KEY, hostname)
     except redis.RedisError as exc:  # shutting down: Redis may be gone too
         logger.warning("could not remove worker %s from Redis: %s", hostname, exc)
 
@@ -75,7 +73,7 @@ def forget_worker(hostname: str) -> None:
 def workers(now: datetime | None = None) -> list[WorkerPresence]:
     """Every worker seen within FORGET_AFTER, online ones first, by hostname."""
     now = now or datetime.now(UTC)
-    r = leases.client()
+    r = client()
     found, forgotten = [], []
     for raw_host, raw_seen in r.hgetall(WORKERS_KEY).items():
         host, seen = _text(raw_host), datetime.fromisoformat(_text(raw_seen))

@@ -47,7 +47,7 @@ from scheduler.forms import (
     snapshot,
 )
 from scheduler.models import JobRun, Schedule, SchedulePolicy
-from scheduler.runs import REQUESTED_BY_HEADER, SCHEDULE_HEADER
+from scheduler.recording import REQUESTED_BY_HEADER, SCHEDULE_HEADER
 from scheduler.timing import Timing, next_fire_times, next_run
 
 logger = logging.getLogger(__name__)

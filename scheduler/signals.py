@@ -19,8 +19,8 @@ from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 from django.utils import timezone
 
-from scheduler import presence, runs
-from scheduler.runs import ENQUEUED_HEADER
+from scheduler import presence, recording
+from scheduler.recording import ENQUEUED_HEADER
 
 
 @before_task_publish.connect(dispatch_uid="nightshift-enqueued-at")
@@ -42,7 +42,7 @@ def mark_worker_process(**kwargs: Any) -> None:
 @worker_process_shutdown.connect(dispatch_uid="nightshift-flush-run-rows")
 def flush_run_rows(**kwargs: Any) -> None:
     """A worker process that exits first writes the rows of the runs it finished."""
-    runs.flush_rows()
+    recording.flush()
 
 
 @receiver(connection_created, dispatch_uid="nightshift-worker-synchronous-commit")

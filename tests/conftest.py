@@ -30,14 +30,14 @@ def processes(transactional_db: None) -> Iterator[list[Process]]:
     The suite's Redis is emptied around each such test: messages a beat queued for one test
     must not be run by the next test's worker.
     """
-    from scheduler import leases
+    from scheduler.redis_client import client as redis_client
 
-    leases.client().flushdb()
+    redis_client().flushdb()
     started: list[Process] = []
     yield started
     for process in started:
         process.stop()
-    leases.client().flushdb()
+    redis_client().flushdb()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from config.celery import app
-from scheduler import leases
+from scheduler.redis_client import client as redis_client
 
 __all__ = ["app"]
 
@@ -34,7 +34,7 @@ def fail_job(message: str, db_password: str = "") -> None:
 @app.task(name="tests.flaky", max_retries=3, retry_backoff=1, retry_jitter=False)
 def flaky_job(key: str, failures: int) -> dict[str, int]:
     """Fails with a transient error the first `failures` times it runs for `key`."""
-    attempt = int(leases.client().incr(f"tests:flaky:{key}"))
+    attempt = int(redis_client().incr(f"tests:flaky:{key}"))
     if attempt <= failures:
         raise ConnectionError(f"upstream unavailable (attempt {attempt})")
     return {"attempts": attempt}
@@ -51,7 +51,7 @@ def slow_job(seconds: float) -> None:
         time.sleep(seconds)
     finally:
         # Clean-up runs when the soft limit interrupts the job.
-        leases.client().set("tests:slow:cleaned", "yes")
+        redis_client().set("tests:slow:cleaned", "yes")
 
 
 @app.task(name="tests.noop")
@@ -62,4 +62,4 @@ def noop_job(n: int = 0) -> int:
 @app.task(name="tests.count")
 def count_job(key: str) -> dict[str, int]:
     """Counts its executions under `key` in the suite's Redis."""
-    return {"executions": int(leases.client().incr(f"tests:count:{key}"))}
+    return {"executions": int(redis_client().incr(f"tests:count:{key}"))}

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 from django.conf import settings
 
-from scheduler import leases
+from scheduler.redis_client import client
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Leadership:
         self._renewed = 0.0
         self._tried = 0.0
         self._warned = 0.0
-        r = leases.client()
+        r = client()
         self._take = r.register_script(_TAKE)
         self._renew = r.register_script(_RENEW)
         self._handled = r.register_script(_HANDLED)
@@ -135,16 +135,16 @@ class Leadership:
         """Tell the health page this beat is alive, and in which role (never raises)."""
         value = {"role": "leader" if leading else "standby", "seen": datetime.now(UTC).isoformat()}
         with contextlib.suppress(redis.RedisError):
-            leases.client().hset(BEATS_KEY, self.identity, json.dumps(value))
+            client().hset(BEATS_KEY, self.identity, json.dumps(value))
 
     def forget(self) -> None:
         with contextlib.suppress(redis.RedisError):
-            leases.client().hdel(BEATS_KEY, self.identity)
+            client().hdel(BEATS_KEY, self.identity)
 
 
 def handled_watermark() -> datetime | None:
     """Up to when the last leader handled every slot (None: unknown)."""
-    value = leases.client().get(HANDLED_KEY)
+    value = client().get(HANDLED_KEY)
     return datetime.fromisoformat(_text(value)) if value else None
 
 
@@ -160,7 +160,7 @@ def beats(now: datetime | None = None) -> list[BeatPresence]:
     now = now or datetime.now(UTC)
     # Beats stamp every lease / 3: one unseen for a whole lease is gone.
     seen_within = timedelta(seconds=max(5.0, lease_seconds()))
-    r = leases.client()
+    r = client()
     leader = r.get(LEADER_KEY)
     found, gone = [], []
     for raw_identity, raw in r.hgetall(BEATS_KEY).items():

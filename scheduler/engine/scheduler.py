@@ -37,12 +37,12 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 from sentry_sdk.crons import MonitorStatus, capture_checkin
 
-from scheduler import leases, presence, reporting
+from scheduler import presence, recording, reporting
 from scheduler.engine import changes, entries
 from scheduler.engine.entries import Entry
 from scheduler.engine.leader import Leadership, handled_watermark
 from scheduler.models import JobRun
-from scheduler.runs import NEXT_SLOT_HEADER, SLOT_HEADER, hard_time_limit
+from scheduler.recording import NEXT_SLOT_HEADER, SLOT_HEADER, hard_time_limit
 from scheduler.timing import latest
 
 logger = logging.getLogger(__name__)
@@ -439,8 +439,7 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
             entry = unsent.entry
             task_id = f"missed-{uuid.uuid4()}"
             try:
-                key = leases.occurrence_key(entry.name, unsent.slot)
-                if not leases.client().set(key, task_id, nx=True, ex=86400):
+                if not recording.claim_occurrence(entry.name, unsent.slot, task_id):
                     continue  # sent after all (by an earlier leader): the worker records it
             except redis.RedisError:
                 pass

@@ -33,8 +33,8 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 from psycopg import sql
 
 from config import redis_server
-from scheduler import leases
 from scheduler.models import JobRun, SchedulePolicy
+from scheduler.redis_client import client as redis_client
 from tests.processes import (
     ROOT,
     Ledger,
@@ -159,7 +159,7 @@ def test_beat_killed_past_its_slots_deadlines_leaves_one_row_per_slot(
     # The job's own count of its executions agrees with its rows (a slot sent just before the
     # count included: its row may take a moment).
     def executions_and_rows() -> tuple[int, int]:
-        executions = int(leases.client().get("tests:count:every-3s") or 0)
+        executions = int(redis_client().get("tests:count:every-3s") or 0)
         return executions, JobRun.objects.filter(schedule="every-3s", status=S.SUCCEEDED).count()
 
     settle = time.monotonic() + 10

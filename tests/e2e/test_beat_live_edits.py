@@ -17,8 +17,8 @@ from django_celery_beat.models import (
     PeriodicTasks,
 )
 
-from scheduler import leases
 from scheduler.models import JobRun
+from scheduler.redis_client import client as redis_client
 from scheduler.timing import next_run
 from tests.processes import Process, child_env, start_beat, wait_for
 
@@ -28,7 +28,7 @@ LIVE_WITHIN = 1.0  # seconds (the issue's contract)
 
 
 def waiting(queue: str) -> int:
-    return int(leases.client().llen(queue))
+    return int(redis_client().llen(queue))
 
 
 def seconds_until(probe: Callable[[], bool], timeout: float = 10) -> float:

@@ -24,8 +24,8 @@ from django_celery_beat.models import (
 from kombu import Exchange, Queue
 
 from config.celery import app
-from scheduler import leases
 from scheduler.models import JobRun
+from scheduler.redis_client import client as redis_client
 from tests.processes import Process, child_env, start_beat, start_worker, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -47,12 +47,12 @@ def longitude_with_solar_noon_in(seconds: float) -> float:
 
 
 def counted(key: str) -> int:
-    return int(leases.client().get(f"tests:count:{key}") or 0)
+    return int(redis_client().get(f"tests:count:{key}") or 0)
 
 
 def raw_messages(queue_key: str) -> list[dict[str, Any]]:
     """The messages waiting in a Redis list, as kombu stored them (oldest first)."""
-    return [json.loads(m) for m in reversed(leases.client().lrange(queue_key, 0, -1))]
+    return [json.loads(m) for m in reversed(redis_client().lrange(queue_key, 0, -1))]
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from config.celery import app
-from scheduler import leases
 from scheduler.models import JobRun
+from scheduler.recording import rows
+from scheduler.redis_client import client as redis_client
 from tests.processes import Process, child_env, start_beat, start_worker, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -103,13 +104,13 @@ def test_transient_errors_stop_after_max_retries(worker: Process) -> None:
 
 
 def test_soft_time_limit_records_timed_out_after_cleanup(worker: Process) -> None:
-    leases.client().delete("tests:slow:cleaned")
+    redis_client().delete("tests:slow:cleaned")
     task_id = send("tests.slow", seconds=30)
     [run] = final_runs(task_id, timeout=20)
     assert run.status == S.TIMED_OUT
     assert run.error_type == "billiard.exceptions.SoftTimeLimitExceeded"
     assert run.duration_seconds is not None and 0.9 <= run.duration_seconds < 5
-    assert leases.client().get("tests:slow:cleaned") == b"yes"
+    assert redis_client().get("tests:slow:cleaned") == b"yes"
 
 
 def test_overlapping_run_of_the_same_job_is_skipped(worker: Process) -> None:
@@ -162,7 +163,7 @@ def _finished(run: JobRun) -> datetime:
 
 def queued() -> int:
     """Messages waiting in the default queue of the suite's Redis."""
-    return int(leases.client().llen("celery"))
+    return int(redis_client().llen("celery"))
 
 
 def task_id_key() -> str:
@@ -191,4 +192,4 @@ def test_a_worker_process_that_exits_writes_the_rows_of_its_runs_first(
     runs = wait_for(all_rows, 60, "the three rows")
     assert {run.status for run in runs} == {S.SUCCEEDED}
     assert len({run.worker for run in runs}) == 1
-    assert not leases.client().exists(leases.UNWRITTEN_ROWS_KEY), "rows left in Redis"
+    assert not redis_client().exists(rows.UNWRITTEN_ROWS_KEY), "rows left in Redis"

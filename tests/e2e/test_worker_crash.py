@@ -9,8 +9,9 @@ import pytest
 from django.db import connection, transaction
 
 from config.celery import app
-from scheduler import leases
 from scheduler.models import JobRun
+from scheduler.recording import leases, rows
+from scheduler.redis_client import client as redis_client
 from tests.processes import Process, child_env, start_worker, wait_for, wait_until_ready
 
 pytestmark = pytest.mark.e2e
@@ -29,11 +30,11 @@ def test_killed_worker_leaves_a_lost_run_and_no_stuck_lock(processes: list[Proce
         30,
         "the run to start",
     )
-    assert leases.client().exists(leases.lock_key("tests.sleep", ""))
+    assert redis_client().exists(leases.lock_key("tests.sleep", ""))
 
     doomed.kill()
     time.sleep(float(LEASE) * 2)  # past the lease: nobody renews it any more
-    assert not leases.client().exists(leases.lock_key("tests.sleep", "")), "lock outlived worker"
+    assert not redis_client().exists(leases.lock_key("tests.sleep", "")), "lock outlived worker"
 
     # The check that beat runs every minute, run here by a fresh worker.
     survivor = start_worker("survivor-worker", env, app="tests.e2e_app")
@@ -63,7 +64,7 @@ def test_a_worker_killed_before_inserting_a_finished_runs_row_loses_no_row(
     doomed = start_worker("doomed-writer", env, concurrency=1, app="tests.e2e_app")
     processes.append(doomed)
     wait_until_ready(doomed)
-    r = leases.client()
+    r = redis_client()
     with transaction.atomic():
         # The database takes no run row until this transaction ends (SQLite: this transaction
         # holds the write lock; PostgreSQL: the table lock below).
@@ -74,7 +75,7 @@ def test_a_worker_killed_before_inserting_a_finished_runs_row_loses_no_row(
             "tests.count", kwargs={"key": "once"}, headers={"periodic_task_name": "every-minute"}
         ).id
         wait_for(lambda: r.get("tests:count:once"), 30, "the job to run")
-        wait_for(lambda: r.hlen(leases.UNWRITTEN_ROWS_KEY), 30, "its row kept in Redis")
+        wait_for(lambda: r.hlen(rows.UNWRITTEN_ROWS_KEY), 30, "its row kept in Redis")
         wait_for(lambda: r.hlen("unacked") == 0, 30, "its message to be acknowledged")
         doomed.kill()  # the row writer is still waiting for the database
     assert not JobRun.objects.filter(task_id=task_id).exists()
@@ -96,4 +97,4 @@ def test_a_worker_killed_before_inserting_a_finished_runs_row_loses_no_row(
     assert run.finished_at is not None and run.duration_seconds is not None
     assert r.get("tests:count:once") == b"1", "acknowledged, so not run again"
     assert JobRun.objects.filter(task_id=task_id).count() == 1
-    wait_for(lambda: not r.exists(leases.UNWRITTEN_ROWS_KEY), 10, "Redis to forget the row")
+    wait_for(lambda: not r.exists(rows.UNWRITTEN_ROWS_KEY), 10, "Redis to forget the row")

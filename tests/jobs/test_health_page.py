@@ -13,9 +13,10 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 
 from jobs import cache
 from jobs.models import Backup
-from scheduler import leases, presence
+from scheduler import presence
 from scheduler.engine.leader import Leadership
 from scheduler.models import JobRun
+from scheduler.redis_client import client as redis_client
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +25,7 @@ URL = "/admin/health/"
 
 @pytest.fixture(autouse=True)
 def clean_redis() -> None:
-    leases.client().flushdb()
+    redis_client().flushdb()
 
 
 def run(job: str, schedule: str, status: str, minutes_ago: float) -> JobRun:

@@ -27,7 +27,6 @@ from django_celery_beat.schedulers import ModelEntry
 
 import tests.e2e_app  # noqa: F401  (registers tests.sleep, a job with a required argument)
 from config.celery import app
-from scheduler import leases
 from scheduler.describe import (
     CrontabError,
     check_crontab_field,
@@ -35,6 +34,7 @@ from scheduler.describe import (
     parse_crontab,
 )
 from scheduler.models import JobRun, Schedule, SchedulePolicy
+from scheduler.redis_client import client as redis_client
 from scheduler.sync import get_crontab
 from scheduler.timing import Timing, next_fire_times
 
@@ -163,7 +163,7 @@ def viewer_client(client: Client) -> Client:
 @pytest.fixture
 def broker() -> Any:
     """The suite's Redis (Celery's broker), empty before and after the test."""
-    redis = leases.client()
+    redis = redis_client()
     redis.flushdb()
     yield redis
     redis.flushdb()

@@ -74,9 +74,9 @@ from django_celery_beat.models import (
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
 from config.celery import app
-from scheduler import leases
 from scheduler.engine.scheduler import Engine
-from scheduler.runs import SCHEDULE_HEADER, SLOT_HEADER
+from scheduler.recording import SCHEDULE_HEADER, SLOT_HEADER
+from scheduler.redis_client import client as redis_client
 from tests.factories import differential_schedules
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -212,7 +212,7 @@ def _stock_next(scheduler: _Stock) -> datetime:
 
 def run_engine(traveller: Any, window: Window) -> tuple[Recorder, int]:
     """The engine's dispatches over the window, and how many ticks they took."""
-    leases.client().flushdb()  # no leader, no watermark: it leads at once, from the rows
+    redis_client().flushdb()  # no leader, no watermark: it leads at once, from the rows
     with Recorder() as recorder:
         scheduler = Engine(app=app)
         try:
@@ -222,7 +222,7 @@ def run_engine(traveller: Any, window: Window) -> tuple[Recorder, int]:
             assert not scheduler._unsent, "the engine could not publish everything"
         finally:
             scheduler.close()
-    leases.client().flushdb()
+    redis_client().flushdb()
     return recorder, ticks
 
 
@@ -264,7 +264,7 @@ def _drive(
 def run_both(window: Window) -> tuple[Recorder, Recorder, str]:
     """Stock's and the engine's dispatches from the rows as they are now; a summary line."""
     rows = snapshot()
-    leases.client().flushdb()
+    redis_client().flushdb()
     started = time.monotonic()
     with time_machine.travel(window.start, tick=False) as traveller:
         stock, stock_ticks = run_stock(traveller, window)

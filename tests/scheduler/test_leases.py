@@ -1,93 +1,93 @@
-"""Run admission and release against the suite's real Redis: one round trip in, none waited out."""
+"""Run admission and release against the suite's real Redis: one round trip in, one out."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler import leases
+from scheduler.recording import leases, rows
+from scheduler.redis_client import client
 
-OCCURRENCE = "nightshift:occurrence:nightly:2026-12-02T02:30:00+08:00"
+SLOT = datetime(2026, 12, 2, 2, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+OCCURRENCE = ("nightly", SLOT, 3600)
+OCCURRENCE_KEY = "nightshift:occurrence:nightly:2026-12-02T02:30:00+08:00"
 LOCK = "nightshift:lock:jobs.backup_database:nightly"
 
 
 @pytest.fixture(autouse=True)
 def empty_redis() -> Iterator[None]:
-    leases.client().flushdb()
+    client().flushdb()
     yield
-    leases.drain()
-    leases.client().flushdb()
+    client().flushdb()
 
 
 def test_the_first_message_of_an_occurrence_is_admitted_and_the_second_is_a_duplicate() -> None:
-    assert leases.admit("task-a", (OCCURRENCE, 3600), LOCK) == "ok"
-    assert leases.admit("task-b", (OCCURRENCE, 3600), LOCK) == "duplicate"
-    # A redelivery of the admitted message (same task id) is admitted again.
-    assert leases.admit("task-a", (OCCURRENCE, 3600), LOCK) == "ok"
-    r = leases.client()
-    assert r.get(OCCURRENCE) == b"task-a"
-    assert 3500 < r.ttl(OCCURRENCE) <= 3600
-    assert 0 < r.pttl(LOCK) <= leases.lease_ms()
+    assert leases.admit("task-a", OCCURRENCE, LOCK)[0] == "ok"
+    assert leases.admit("task-b", OCCURRENCE, LOCK) == ("duplicate", None)
+    # A redelivery of the admitted message (same task id: its worker died) is admitted again.
+    verdict, lock = leases.admit("task-a", OCCURRENCE, LOCK)
+    assert verdict == "ok" and lock is not None
+    r = client()
+    assert r.get(OCCURRENCE_KEY) == b"task-a"
+    assert 3500 < r.ttl(OCCURRENCE_KEY) <= 3600
+    assert r.get(LOCK) == b"task-a"
+    assert 0 < r.pttl(LOCK) <= leases.lease_seconds() * 1000
 
 
-def test_a_held_lock_makes_the_next_run_an_overlap_until_it_is_released() -> None:
-    assert leases.admit("task-a", None, LOCK) == "ok"
-    assert leases.admit("task-b", None, LOCK) == "overlap"
-    leases.release("task-a", [LOCK])  # not waited for ...
-    # ... yet the next admission on this connection runs after it.
-    assert leases.admit("task-b", None, LOCK) == "ok"
-    assert leases.client().get(LOCK) == b"task-b"
+def test_a_held_lock_is_an_overlap_until_its_run_releases_it() -> None:
+    verdict, lock = leases.admit("task-a", None, LOCK)
+    assert verdict == "ok" and lock is not None
+    assert leases.admit("task-b", None, LOCK) == ("overlap", None)
+    leases.release([lock])
+    verdict, lock_b = leases.admit("task-b", None, LOCK)
+    assert verdict == "ok" and lock_b is not None
+    assert client().get(LOCK) == b"task-b"
 
 
-def test_a_release_leaves_a_lock_that_another_run_took_over() -> None:
-    leases.client().set(LOCK, "task-b")
-    leases.release("task-a", [LOCK])
-    leases.drain()
-    assert leases.client().get(LOCK) == b"task-b"
+def test_a_lapsed_lock_taken_by_another_run_is_not_released_by_the_first() -> None:
+    _, lock = leases.admit("task-a", None, LOCK)
+    assert lock is not None
+    client().set(LOCK, "task-b")  # task-a's lease lapsed; task-b took the lock
+    leases.release([lock])
+    assert client().get(LOCK) == b"task-b"
 
 
-def test_a_release_keeps_the_row_until_it_is_unstashed() -> None:
-    assert leases.admit("task-a", None, LOCK) == "ok"
-    leases.release("task-a", [LOCK], stash=("task-a:1:x", '{"job": "jobs.x"}'))
-    leases.drain()
-    r = leases.client()
-    assert not r.exists(LOCK)
-    assert r.hgetall(leases.UNWRITTEN_ROWS_KEY) == {b"task-a:1:x": b'{"job": "jobs.x"}'}
-    leases.unstash(["task-a:1:x"])
-    leases.drain()
-    assert not r.exists(leases.UNWRITTEN_ROWS_KEY)
+def test_the_keeper_extends_a_lock_with_its_token_only() -> None:
+    _, lock = leases.admit("task-a", None, LOCK)
+    assert lock is not None
+    client().pexpire(LOCK, 500)
+    lock.extend(leases.lease_seconds(), replace_ttl=True)
+    assert client().pttl(LOCK) > 500
+    client().set(LOCK, "task-b", px=500)
+    with pytest.raises(Exception, match="no longer owned"):
+        lock.extend(leases.lease_seconds(), replace_ttl=True)
+    assert client().pttl(LOCK) <= 500
 
 
-def test_a_restarted_redis_without_scripts_or_connection_still_admits() -> None:
-    r = leases.client()
-    assert leases.admit("task-a", None, LOCK) == "ok"  # the connection is up, the script known
+def test_a_restarted_redis_without_scripts_or_connection_still_admits_a_redelivery() -> None:
+    r = client()
+    assert leases.admit("task-a", None, LOCK)[0] == "ok"
     # What a Redis restart does: the script cache is empty and every connection is gone.
     r.script_flush()
-    r.client_kill_filter(_type="normal", skipme=True)
-    assert leases.admit("task-a", (OCCURRENCE, 60), LOCK) == "ok"
-    assert r.get(OCCURRENCE) == b"task-a"
+    r.client_kill_filter(_type="normal", skipme=False)
+    assert leases.admit("task-a", OCCURRENCE, LOCK)[0] == "ok"  # takes its own lock back
+    assert r.get(OCCURRENCE_KEY) == b"task-a"
 
 
-def test_a_redis_without_the_release_script_keeps_the_order_of_release_and_unstash() -> None:
-    r = leases.client()
-    assert leases.admit("task-a", None, LOCK) == "ok"
-    r.script_flush()  # a new or restarted Redis knows no script
-    leases.release("task-a", [LOCK], stash=("task-a:1:x", "{}"))
-    leases.unstash(["task-a:1:x"])  # what the row writer sends once the row is inserted
-    leases.drain()
+def test_the_release_keeps_the_row_in_the_same_round_trip() -> None:
+    from scheduler.models import JobRun
+
+    _, lock = leases.admit("task-a", None, LOCK)
+    assert lock is not None
+    run = JobRun(task_id="task-a", job="jobs.x", trigger="manual", status="succeeded")
+    leases.release([lock], lambda pipe: rows.keep(pipe, "task-a:1:x", run))
+    r = client()
     assert not r.exists(LOCK)
-    assert not r.exists(leases.UNWRITTEN_ROWS_KEY), "the row came back after its unstash"
-
-
-def test_stashed_rows_come_in_chunks() -> None:
-    for i in range(7):
-        leases.release(f"t{i}", [], stash=(f"t{i}:1:x", f'{{"n": {i}}}'))
-    leases.drain()
-    chunks = list(leases.stashed_rows(chunk=3))
-    assert [len(chunk) for chunk in chunks] == [3, 3, 1]
-    assert sorted(field for chunk in chunks for field, _ in chunk) == [
-        f"t{i}:1:x" for i in range(7)
-    ]
-    leases.delete_stashed([f"t{i}:1:x" for i in range(7)])
-    assert list(leases.stashed_rows()) == []
+    assert r.hkeys(rows.UNWRITTEN_ROWS_KEY) == [b"task-a:1:x"]
+    kept = r.hget(rows.UNWRITTEN_ROWS_KEY, "task-a:1:x")
+    assert isinstance(kept, bytes) and rows.from_json(kept.decode()).job == "jobs.x"
+    rows.forget(["task-a:1:x"])
+    assert not r.exists(rows.UNWRITTEN_ROWS_KEY)

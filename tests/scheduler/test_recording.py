@@ -9,9 +9,11 @@ from django.utils import timezone
 
 import tests.e2e_app  # noqa: F401  (registers the tests.* jobs in this process)
 from config.celery import app
-from scheduler import leases, runs
+from scheduler import recording
 from scheduler.models import JobRun
-from scheduler.runs import mark_lost_runs, row_to_json, write_unwritten_rows
+from scheduler.recording import leases, rows
+from scheduler.recording.keeper import Keeper
+from scheduler.redis_client import client
 
 pytestmark = pytest.mark.django_db
 
@@ -28,12 +30,12 @@ def test_a_recorded_run_costs_at_most_three_queries(django_assert_max_num_querie
 
 def test_a_skipped_run_costs_one_query(django_assert_num_queries) -> None:
     lock = leases.lock_key("tests.noop", "")
-    leases.client().set(lock, "someone-else", px=10_000)
+    client().set(lock, "someone-else", px=10_000)
     try:
         with django_assert_num_queries(1):
             app.tasks["tests.noop"].apply(kwargs={"n": 3})
     finally:
-        leases.client().delete(lock)
+        client().delete(lock)
     assert JobRun.objects.get().status == S.SKIPPED_OVERLAP
 
 
@@ -52,10 +54,10 @@ def test_lost_run_check_closes_only_runs_whose_lease_is_gone() -> None:
     past_hard_limit = _running("tests.slow", timedelta(minutes=10))  # hard limit 5 s
     lost = _running("tests.sleep", timedelta(minutes=3))
     alive = _running("tests.noop", timedelta(minutes=3))
-    leases.client().set(leases.alive_key(alive.task_id, alive.attempt), "token", px=10_000)
+    client().set(leases.alive_key(alive.task_id, alive.attempt), "token", px=10_000)
     too_recent = _running("tests.fail", timedelta(seconds=5))
 
-    closed = mark_lost_runs()
+    closed = recording.recover().closed
 
     assert sorted(r.pk for r in closed) == sorted([past_hard_limit.pk, lost.pk])
     statuses = dict(JobRun.objects.values_list("pk", "status"))
@@ -87,15 +89,14 @@ def _finished(task_id: str, finished_ago: timedelta) -> JobRun:
 
 
 def _keep_in_redis(run: JobRun) -> str:
-    """What a worker does at the end of a successful run, before its writer inserts the row."""
+    """What a worker does at the end of a successful run, before its keeper inserts the row."""
     field = f"{run.task_id}:{run.attempt}:kept"
-    leases.release(run.task_id, [], stash=(field, row_to_json(run)))
-    leases.drain()
+    leases.release([], lambda pipe: rows.keep(pipe, field, run))
     return field
 
 
 def test_the_check_writes_rows_kept_in_redis_whose_worker_never_inserted_them() -> None:
-    leases.client().delete(leases.UNWRITTEN_ROWS_KEY)
+    client().delete(rows.UNWRITTEN_ROWS_KEY)
     never_inserted = _finished("t-never-inserted", timedelta(minutes=2))
     inserted = _finished("t-inserted", timedelta(minutes=2))
     fresh = _finished("t-fresh", timedelta(seconds=1))
@@ -103,11 +104,11 @@ def test_the_check_writes_rows_kept_in_redis_whose_worker_never_inserted_them() 
         _keep_in_redis(run)
     inserted.save(force_insert=True)  # its writer inserted it, then died before forgetting it
 
-    assert write_unwritten_rows(older_than=60) == 1
+    assert rows.write_unwritten(older_than=60) == 1
 
-    rows = {run.task_id: run for run in JobRun.objects.all()}
-    assert sorted(rows) == ["t-inserted", "t-never-inserted"]
-    written = rows["t-never-inserted"]
+    by_task = {run.task_id: run for run in JobRun.objects.all()}
+    assert sorted(by_task) == ["t-inserted", "t-never-inserted"]
+    written = by_task["t-never-inserted"]
     for field in ("job", "schedule", "trigger", "slot", "started_at", "finished_at", "status"):
         assert getattr(written, field) == getattr(never_inserted, field), field
     assert (written.duration_seconds, written.result, written.worker) == (
@@ -116,27 +117,27 @@ def test_the_check_writes_rows_kept_in_redis_whose_worker_never_inserted_them() 
         "gone@host",
     )
     # The fresh row is left to its own writer; nothing is written twice.
-    assert leases.client().hkeys(leases.UNWRITTEN_ROWS_KEY) == [b"t-fresh:1:kept"]
-    assert write_unwritten_rows(older_than=60) == 0
+    assert client().hkeys(rows.UNWRITTEN_ROWS_KEY) == [b"t-fresh:1:kept"]
+    assert rows.write_unwritten(older_than=60) == 0
     assert JobRun.objects.count() == 2
 
 
 def test_a_kept_row_the_database_refuses_is_dropped_with_an_error_not_the_others(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    leases.client().delete(leases.UNWRITTEN_ROWS_KEY)
+    client().delete(rows.UNWRITTEN_ROWS_KEY)
     good = _finished("t-good", timedelta(minutes=2))
     refused = _finished("t-refused", timedelta(minutes=2))
     refused.job = None  # type: ignore[assignment]  # NOT NULL: no database takes it
     _keep_in_redis(good)
     _keep_in_redis(refused)
 
-    assert write_unwritten_rows(older_than=60) == 1
+    assert rows.write_unwritten(older_than=60) == 1
 
     assert list(JobRun.objects.values_list("task_id", flat=True)) == ["t-good"]
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "t-refused" in errors[0].getMessage()
-    assert not leases.client().exists(leases.UNWRITTEN_ROWS_KEY)
+    assert not client().exists(rows.UNWRITTEN_ROWS_KEY)
 
 
 def test_a_dead_redis_before_the_start_is_retried_and_records_nothing(
@@ -147,8 +148,6 @@ def test_a_dead_redis_before_the_start_is_retried_and_records_nothing(
     from config.redis_server import free_port
 
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    monkeypatch.setattr(leases, "_client", None)
-    monkeypatch.setattr(leases, "_channel", leases._Channel())
     from celery.exceptions import Retry
 
     with pytest.raises(Retry) as retried:
@@ -157,30 +156,29 @@ def test_a_dead_redis_before_the_start_is_retried_and_records_nothing(
     assert not JobRun.objects.exists(), "no run started, so no row claims one"
 
 
-@pytest.mark.django_db(transaction=True)  # the writer thread has its own connection
-def test_the_row_writer_inserts_handed_over_rows_together_and_forgets_them_in_redis(
+@pytest.mark.django_db(transaction=True)  # the keeper thread has its own connection
+def test_the_keeper_inserts_handed_over_rows_together_and_forgets_them_in_redis(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    leases.client().delete(leases.UNWRITTEN_ROWS_KEY)
+    client().delete(rows.UNWRITTEN_ROWS_KEY)
     batches: list[int] = []
-    insert_rows = runs.insert_rows
+    insert = rows.insert
 
-    def counting_insert_rows(rows: list[tuple[str, JobRun]]) -> tuple[list[str], list[str]]:
-        batches.append(len(rows))
-        return insert_rows(rows)
+    def counting_insert(batch: list[tuple[str, JobRun]]) -> tuple[list[str], list[str]]:
+        batches.append(len(batch))
+        return insert(batch)
 
-    monkeypatch.setattr(runs, "insert_rows", counting_insert_rows)
+    monkeypatch.setattr(rows, "insert", counting_insert)
     finished = [_finished(f"t-{i}", timedelta(seconds=1)) for i in range(50)]
     fields = [_keep_in_redis(run) for run in finished]
-    writer = runs._RowWriter()
+    keeper = Keeper()
     for run, field in zip(finished, fields, strict=True):
-        writer.write_finished(run, field)  # as 50 runs ending one after another
+        keeper.hand_over(field, run)  # as 50 runs ending one after another
 
-    assert writer.flush(timeout=10, stop=True)  # and closes its connection, as at exit
-    leases.drain()
+    assert keeper.stop(timeout=10)  # and closes its connection, as at exit
 
     assert sorted(JobRun.objects.values_list("task_id", flat=True)) == sorted(
         run.task_id for run in finished
     )
     assert sum(batches) == 50 and len(batches) < 50, batches  # rows share their INSERT
-    assert not leases.client().exists(leases.UNWRITTEN_ROWS_KEY)
+    assert not client().exists(rows.UNWRITTEN_ROWS_KEY)

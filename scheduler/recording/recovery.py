@@ -1,0 +1,71 @@
+"""The check that closes runs whose worker died (beat runs it every minute)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.utils import timezone
+
+from scheduler import reporting
+from scheduler.models import JobRun
+from scheduler.policy import overrides_for
+from scheduler.recording import leases
+
+logger = logging.getLogger(__name__)
+
+
+def hard_time_limit(app: Any, job: str) -> float | None:
+    """A job's hard time limit in seconds: its own, else the project default."""
+    task = app.tasks.get(job)
+    limit = getattr(task, "time_limit", None) or app.conf.task_time_limit
+    return float(limit) if limit else None
+
+
+def mark_lost_runs(now: datetime | None = None) -> list[JobRun]:
+    """Close runs still `running` whose worker stopped extending their liveness lease.
+
+    A run past its job's hard time limit was killed by the pool (`timed_out`); any other was
+    lost with its worker (`lost`). Each gets one Sentry event.
+    """
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.NIGHTSHIFT_RUN_LEASE_SECONDS)
+    candidates = list(
+        JobRun.objects.filter(status=JobRun.Status.RUNNING, started_at__lt=now - grace).order_by(
+            "started_at"
+        )[:1000]
+    )
+    alive = leases.is_alive([leases.alive_key(run.task_id, run.attempt) for run in candidates])
+    closed = []
+    for run, is_alive in zip(candidates, alive, strict=True):
+        if is_alive:
+            continue
+        # The schedule's override, as beat sent it (an edit since then is a rare, harmless miss).
+        override = overrides_for(run.schedule).get("time_limit") if run.schedule else None
+        limit = float(override) if override else hard_time_limit(current_app, run.job)
+        killed = limit is not None and run.started_at + timedelta(seconds=limit) <= now
+        if killed:
+            status, kind = JobRun.Status.TIMED_OUT, "TimeLimitExceeded"
+            message = f"killed at its hard time limit of {limit:g} s (worker {run.worker})"
+        else:
+            status, kind = JobRun.Status.LOST, "RunLost"
+            message = f"worker {run.worker} stopped during the run (no lease renewal)"
+        # Only if still running: a late finish by a slow worker wins.
+        updated = JobRun.objects.filter(pk=run.pk, status=JobRun.Status.RUNNING).update(
+            status=status, finished_at=now, error_type=kind, error_message=message
+        )
+        if not updated:
+            continue
+        run.status, run.finished_at, run.error_type, run.error_message = status, now, kind, message
+        run.sentry_event_id = reporting.report_run(
+            run, kind, None, f"{run.job}: run {run.pk} {status}: {message}"
+        )
+        if run.sentry_event_id:
+            JobRun.objects.filter(pk=run.pk).update(sentry_event_id=run.sentry_event_id)
+        # A warning, not an error: the Sentry event above is the one on-call gets.
+        logger.warning("run %s of %s %s: %s", run.pk, run.job, status, message)
+        closed.append(run)
+    return closed

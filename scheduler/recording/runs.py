@@ -1,0 +1,233 @@
+"""Admission and the run's row: what JobTask calls before and after a job's code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import traceback
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import redis
+from django.db import close_old_connections
+from django.utils import timezone
+from redis.lock import Lock
+
+from scheduler import reporting
+from scheduler.models import JobRun
+from scheduler.recording import leases, rows
+from scheduler.recording.dispatch import Dispatch
+from scheduler.recording.keeper import keeper
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE = 2000
+MAX_TRACEBACK = 8000
+MAX_RESULT = 4000
+# A run still going after this many seconds gets its `running` row before it ends.
+RUNNING_ROW_AFTER = 1.0
+
+
+def summarize_result(result: Any) -> Any:
+    """The job's return value if it is small JSON, else a truncated text of it."""
+    if result is None:
+        return None
+    try:
+        text = json.dumps(result)
+    except (TypeError, ValueError):
+        return {"repr": repr(result)[:MAX_RESULT]}
+    return result if len(text) <= MAX_RESULT else {"truncated": text[:MAX_RESULT]}
+
+
+def error_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A dispatch that was not executed; its row is written and final."""
+
+    run: JobRun
+
+    @property
+    def status(self) -> str:
+        return self.run.status
+
+
+def _skip(dispatch: Dispatch, status: str, message: str) -> Skipped:
+    now = timezone.now()
+    run = dispatch.new_run(status, started_at=now, finished_at=now, error_message=message)
+    run.save(force_insert=True)
+    logger.info("%s %s [%s]: %s", dispatch.job, status, dispatch.task_id, message)
+    return Skipped(run)
+
+
+def admit(dispatch: Dispatch, *, overlap: str, start_deadline: float | None) -> ActiveRun | Skipped:
+    """Decide whether a dispatch runs, and start its run if it does.
+
+    A first attempt past its deadline is `expired` (its Sentry check-in closed as an error);
+    an occurrence (schedule, slot) already claimed by another message is `skipped_duplicate`;
+    with overlap "skip", a run of the same job and schedule still holding the lock makes this
+    one `skipped_overlap`. Redis or database errors propagate: nothing was started.
+    """
+    deadline = dispatch.deadline(start_deadline)
+    if deadline is not None and timezone.now() > deadline:
+        skipped = _skip(
+            dispatch,
+            JobRun.Status.EXPIRED,
+            f"not started before its deadline {deadline.isoformat()}",
+        )
+        reporting.close_checkin_as_error(dispatch.headers)
+        return skipped
+    occurrence = None
+    if dispatch.schedule and dispatch.slot and dispatch.attempt == 1:
+        ttl = int((deadline - timezone.now()).total_seconds()) + 86400 if deadline else 86400
+        occurrence = (dispatch.schedule, dispatch.slot, ttl)
+    lock_key = leases.lock_key(dispatch.job, dispatch.schedule) if overlap == "skip" else None
+    verdict, lock = leases.admit(dispatch.task_id, occurrence, lock_key)
+    if verdict == "duplicate":
+        assert dispatch.slot is not None
+        return _skip(
+            dispatch,
+            JobRun.Status.SKIPPED_DUPLICATE,
+            f"occurrence {dispatch.slot.isoformat()} was already dispatched",
+        )
+    if verdict == "overlap":
+        return _skip(dispatch, JobRun.Status.SKIPPED_OVERLAP, "a run of this job is still running")
+    active = ActiveRun(dispatch, lock)
+    if not dispatch.eager:  # an eager run (tests, shell) ends before any keeper could help
+        keeper.watch(active.tick)
+    return active
+
+
+class ActiveRun:
+    """A run in progress. Its row is written once, when it ends. A run still going after
+    RUNNING_ROW_AFTER seconds gets its `running` row earlier, from the process's keeper thread,
+    with a liveness lease, so that the admin shows it and `recover` finds it if its worker
+    dies. A worker that dies before that leaves no row; its message was not acknowledged
+    (acks_late), so Celery delivers it again and that delivery is recorded."""
+
+    def __init__(self, dispatch: Dispatch, lock: Lock | None) -> None:
+        self.run = dispatch.new_run(JobRun.Status.RUNNING)
+        self._leases: list[Lock] = [lock] if lock is not None else []
+        self._mutex = threading.Lock()  # against the keeper thread
+        self.eager = dispatch.eager
+        self._saved = False
+        self._ended = False
+
+    def tick(self, extend: bool) -> bool:
+        """The keeper's call: write the `running` row once due, extend the leases when
+        `extend`; False once the run has ended."""
+        with self._mutex:
+            if self._ended:
+                return False
+            due = timezone.now() - timedelta(seconds=RUNNING_ROW_AFTER)
+            if not self._saved and self.run.started_at <= due:
+                # The lease first: a running row without one would look lost.
+                key = leases.alive_key(self.run.task_id, self.run.attempt)
+                self._leases.append(leases.hold(key, self.run.task_id))
+                close_old_connections()  # the keeper thread's own connection
+                self.run.save(force_insert=True)
+                self._saved = True
+            if extend:
+                try:
+                    for lease in self._leases:
+                        lease.extend(leases.lease_seconds(), replace_ttl=True)
+                except redis.RedisError:
+                    logger.warning("%s: could not extend its leases", self.run.job, exc_info=True)
+            return True
+
+    def release(self) -> None:
+        """Give back the run's leases (once); `finish` does it, this is for when it could not."""
+        with self._mutex:
+            self._ended = True
+            self._release()
+
+    def _release(self, keep: str = "") -> bool:
+        """Give back the leases still held (called with the mutex held); with `keep` (a
+        field), keep the run's row in Redis in the same round trip. False: Redis did not
+        answer (the leases then lapse on their own)."""
+        held, self._leases = self._leases, []
+        try:
+            leases.release(held, (lambda pipe: rows.keep(pipe, keep, self.run)) if keep else None)
+        except redis.RedisError:
+            logger.warning(
+                "%s: could not give back its leases in Redis; they lapse within %g s",
+                self.run.job, leases.lease_seconds(), exc_info=True,
+            )  # fmt: skip
+            return False
+        return True
+
+    def finish(
+        self,
+        status: str,
+        *,
+        result: Any = None,
+        exc: BaseException | None = None,
+        report: bool = False,
+    ) -> JobRun:
+        """Close the run: its row, then its leases given back; failures that on-call must see
+        go to Sentry first (`report`).
+
+        The common run, short and successful, waits for no database: its row is kept in Redis
+        in the round trip that gives back its leases, and the keeper thread inserts it (with
+        the rows of other runs) while the worker already takes its next message."""
+        with self._mutex:
+            self._ended = True
+            try:
+                return self._write_final(status, result, exc, report)
+            finally:
+                self._release()
+
+    def _write_final(
+        self, status: str, result: Any, exc: BaseException | None, report: bool
+    ) -> JobRun:
+        run = self.run
+        if report and not self._saved:
+            # The event links to the run, so the row needs its id first; the final status
+            # and the event id then arrive together.
+            run.save(force_insert=True)
+            self._saved = True
+        run.status = status
+        run.finished_at = timezone.now()
+        run.duration_seconds = (run.finished_at - run.started_at).total_seconds()
+        fields = ["status", "finished_at", "duration_seconds"]
+        if result is not None:
+            run.result = summarize_result(result)
+            fields.append("result")
+        if exc is not None:
+            run.error_type = error_name(exc)
+            run.error_message = str(exc)[:MAX_MESSAGE]
+            run.traceback = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
+            fields += ["error_type", "error_message", "traceback"]
+        if report:
+            earlier = (
+                JobRun.objects.filter(task_id=run.task_id, attempt__lt=run.attempt).order_by(
+                    "attempt"
+                )
+                if run.attempt > 1
+                else []
+            )
+            run.sentry_event_id = reporting.report_run(
+                run, run.error_type or status, exc, run.error_message, earlier
+            )
+            if run.sentry_event_id:
+                fields.append("sentry_event_id")
+        if status == JobRun.Status.SUCCEEDED and not (self._saved or self.eager):
+            field = f"{run.task_id}:{run.attempt}:{secrets.token_hex(4)}"
+            if self._release(keep=field):
+                keeper.hand_over(field, run)
+                self._saved = True
+                return run
+        if not self._saved:
+            run.save(force_insert=True)
+            self._saved = True
+        else:
+            JobRun.objects.filter(pk=run.pk).update(**{f: getattr(run, f) for f in fields})
+        return run
