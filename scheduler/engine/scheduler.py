@@ -18,6 +18,7 @@ State, and where each piece lives:
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import time
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 # Slots recorded `missed` per schedule in one catch-up; older ones are counted in the log only.
 MAX_MISSED_PER_SCHEDULE = 1000
 PUBLISH_BATCH = 1000
+RENEW_EVERY_N = 2000  # slots collected between checks of the leader lease in a long tick
 WRITE_BATCH = 1000
 
 
@@ -287,7 +289,11 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         batch: list[tuple[Entry, datetime]] = []
         missed: list[_Unsent] = []
         now_ts = now.timestamp()
+        popped = 0
         while self._due and self._due[0][0] <= now_ts:
+            popped += 1
+            if popped % RENEW_EVERY_N == 0:
+                self._keep_lead()
             _, task_id, version = heapq.heappop(self._due)
             entry = self._entries.get(task_id)
             if entry is None or entry.version != version or entry.next is None:
@@ -353,7 +359,8 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         try:
             with self.app.producer_or_acquire() as producer:
                 for start in range(0, len(batch), PUBLISH_BATCH):
-                    if not self.leadership.still_valid():
+                    # A burst of 100,000 outlasts the lease: renew it as it goes.
+                    if not self.leadership.hold():
                         raise RuntimeError("the leader lease ran out while sending")
                     chunk = batch[start : start + PUBLISH_BATCH]
                     with producer.batch(max_size=PUBLISH_BATCH):
@@ -432,17 +439,24 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
     def _record_missed(self, missed: list[_Unsent], now: datetime) -> None:
         """One `missed` row per slot not sent, unless a worker already has that occurrence."""
         per_schedule: dict[int, int] = defaultdict(int)
+        recorded: list[tuple[_Unsent, str]] = []
         for unsent in missed:
             per_schedule[unsent.entry.id] += 1
-            if per_schedule[unsent.entry.id] > MAX_MISSED_PER_SCHEDULE:
-                continue
+            if per_schedule[unsent.entry.id] <= MAX_MISSED_PER_SCHEDULE:
+                recorded.append((unsent, f"missed-{uuid.uuid4()}"))
+        claimed = [True] * len(recorded)
+        for start in range(0, len(recorded), WRITE_BATCH):
+            self._keep_lead()
+            chunk = recorded[start : start + WRITE_BATCH]
+            # Redis down: recorded as missed all the same (a late delivery of it would run).
+            with contextlib.suppress(redis.RedisError):
+                claimed[start : start + len(chunk)] = recording.claim_occurrences(
+                    [(unsent.entry.name, unsent.slot, task_id) for unsent, task_id in chunk]
+                )
+        for (unsent, task_id), ours in zip(recorded, claimed, strict=True):
+            if not ours:
+                continue  # sent after all (by an earlier leader): the worker records it
             entry = unsent.entry
-            task_id = f"missed-{uuid.uuid4()}"
-            try:
-                if not recording.claim_occurrence(entry.name, unsent.slot, task_id):
-                    continue  # sent after all (by an earlier leader): the worker records it
-            except redis.RedisError:
-                pass
             self._missed.append(
                 JobRun(
                     task_id=task_id,
@@ -469,10 +483,13 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         """Write what this beat did: last_run_at, total_run_count, missed rows, one-offs done."""
         if self._missed:
             rows, self._missed = self._missed, []
+            at = 0
             try:
-                JobRun.objects.bulk_create(rows, batch_size=WRITE_BATCH)
+                for at in range(0, len(rows), WRITE_BATCH):
+                    self._keep_lead()
+                    JobRun.objects.bulk_create(rows[at : at + WRITE_BATCH])
             except DatabaseError:
-                self._missed = rows + self._missed
+                self._missed = rows[at:] + self._missed
                 raise
         if self._written:
             written, self._written = self._written, {}
@@ -485,6 +502,7 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                         groups[(entry.last, sends.get(entry.id, 0))].append(entry.id)
                 for (slot, sent), ids in groups.items():
                     for start in range(0, len(ids), WRITE_BATCH):
+                        self._keep_lead()
                         PeriodicTask.objects.filter(pk__in=ids[start : start + WRITE_BATCH]).update(
                             last_run_at=slot, total_run_count=F("total_run_count") + sent
                         )
@@ -504,6 +522,12 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
             except DatabaseError:
                 self._disable |= done
                 raise
+
+    def _keep_lead(self) -> None:
+        """Renew the lease if it is time to, inside a long tick (whether this beat still leads
+        is read at the next publish and the next tick)."""
+        assert self.leadership is not None
+        self.leadership.hold()
 
     def _record_handled(self, now: datetime) -> None:
         assert self.leadership is not None

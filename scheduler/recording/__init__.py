@@ -10,8 +10,8 @@ The public face, for JobTask (scheduler.tasks) and the lost-run check:
 - `recover()`: write the rows workers kept in Redis but never inserted; close runs whose worker
   died (`lost`, or `timed_out` past the hard limit). Beat runs it every minute.
 - `flush()`: a worker process that exits first writes the rows it has handed over.
-- `claim_occurrence(schedule, slot, token)`: beat records a missed slot under the same claim a
-  worker takes, so that a late delivery of it is a duplicate.
+- `claim_occurrences([(schedule, slot, token), ...])`: beat records a missed slot under the same
+  claim a worker takes, so that a late delivery of it is a duplicate.
 
 The life of a run's row:
 
@@ -63,7 +63,7 @@ __all__ = [
     "Recovered",
     "Skipped",
     "admit",
-    "claim_occurrence",
+    "claim_occurrences",
     "error_name",
     "flush",
     "hard_time_limit",
@@ -89,6 +89,8 @@ def flush(timeout: float = 10.0) -> bool:
     return keeper.stop(timeout)
 
 
-def claim_occurrence(schedule: str, slot: datetime, token: str) -> bool:
-    """Claim (schedule, slot) for a day: False when another message already has it."""
-    return leases.claim_occurrence(schedule, slot, token, 86400)
+def claim_occurrences(claims: list[tuple[str, datetime, str]]) -> list[bool]:
+    """Claim each (schedule, slot) for its token for a day, in one round trip: False where
+    another message already has it (beat records a missed slot under the claim a worker takes,
+    so that a late delivery of it is a duplicate)."""
+    return leases.claim_occurrences(claims, 86400)

@@ -39,13 +39,13 @@ def occurrence_key(schedule: str, slot: datetime) -> str:
     return f"nightshift:occurrence:{schedule}:{slot.isoformat()}"
 
 
-def claim_occurrence(schedule: str, slot: datetime, token: str, ttl: int) -> bool:
-    """Claim (schedule, slot) for `token` for `ttl` seconds: True when it is ours (new, or
-    already `token`'s: a redelivery), False when another message has it."""
-    previous = client().set(
-        occurrence_key(schedule, slot), token, nx=True, ex=max(ttl, 60), get=True
-    )
-    return previous is None or previous == token.encode()
+def claim_occurrences(claims: list[tuple[str, datetime, str]], ttl: int) -> list[bool]:
+    """Claim each (schedule, slot) for its token for `ttl` seconds, in one round trip: True
+    where the claim is new, False where another message already has it."""
+    pipe = client().pipeline(transaction=False)
+    for schedule, slot, token in claims:
+        pipe.set(occurrence_key(schedule, slot), token, nx=True, ex=max(ttl, 60))
+    return [bool(ok) for ok in pipe.execute()]
 
 
 def _lease(key: str, token: str) -> Lock:
