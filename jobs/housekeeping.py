@@ -22,6 +22,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from jobs.models import Report
+from scheduler.batching import pk_batches
 from scheduler.models import JobRun
 
 logger = logging.getLogger(__name__)
@@ -98,22 +99,12 @@ def housekeeping(now: datetime | None = None) -> HousekeepingResult:
 def delete_in_batches(queryset: models.QuerySet[Any], batch_size: int) -> int:
     """Delete the queryset's rows, at most batch_size per transaction, by ascending primary key."""
     deleted = 0
-    after: Any = None
     label = queryset.model._meta.label
-    while True:
+    for ids in pk_batches(queryset, batch_size):
         with transaction.atomic():
-            batch = queryset.order_by("pk")
-            if after is not None:
-                batch = batch.filter(pk__gt=after)
-            ids = list(batch.values_list("pk", flat=True)[:batch_size])
-            if not ids:
-                break
             # The filter is applied again: a row that changed since the SELECT is kept.
             _, per_model = queryset.filter(pk__in=ids).delete()
         deleted += per_model.get(label, 0)
-        after = ids[-1]
-        if len(ids) < batch_size:
-            break
     return deleted
 
 

@@ -36,6 +36,7 @@ from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from scheduler import policy
 from scheduler.admin import human_duration
+from scheduler.batching import chunks
 from scheduler.describe import local_text, schedule_in_words
 from scheduler.forms import (
     POLICY_FIELDS,
@@ -105,16 +106,11 @@ def with_last_runs(queryset: QuerySet[Any]) -> QuerySet[Any]:
     return annotated
 
 
-def _batches(ids: Sequence[int]) -> Iterable[Sequence[int]]:
-    for start in range(0, len(ids), BATCH):
-        yield ids[start : start + BATCH]
-
-
 def enable(ids: Sequence[int]) -> int:
     """Enable these schedules from their next slot on; the number that were disabled."""
     now = timezone.now()
     changed = 0
-    for batch in _batches(ids):
+    for batch in chunks(ids, BATCH):
         # last_run_at = now: beat would otherwise count from an old date_changed and fire a
         # slot that passed earlier today at once.
         changed += Schedule.objects.filter(pk__in=batch, enabled=False).update(
@@ -127,7 +123,7 @@ def enable(ids: Sequence[int]) -> int:
 def disable(ids: Sequence[int]) -> int:
     """Disable these schedules (as saving one disabled does, forgetting its last run)."""
     changed = 0
-    for batch in _batches(ids):
+    for batch in chunks(ids, BATCH):
         changed += Schedule.objects.filter(pk__in=batch, enabled=True).update(
             enabled=False, last_run_at=None
         )

@@ -38,6 +38,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 from sentry_sdk.crons import MonitorStatus, capture_checkin
 
 from scheduler import leases, presence, reporting
+from scheduler.batching import chunks
 from scheduler.engine import changes, entries
 from scheduler.engine.entries import Entry
 from scheduler.engine.leader import Leadership, handled_watermark
@@ -485,8 +486,8 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                     if entry.last is not None:
                         groups[(entry.last, sends.get(entry.id, 0))].append(entry.id)
                 for (slot, sent), ids in groups.items():
-                    for start in range(0, len(ids), WRITE_BATCH):
-                        PeriodicTask.objects.filter(pk__in=ids[start : start + WRITE_BATCH]).update(
+                    for batch in chunks(ids, WRITE_BATCH):
+                        PeriodicTask.objects.filter(pk__in=batch).update(
                             last_run_at=slot, total_run_count=F("total_run_count") + sent
                         )
             except DatabaseError:
@@ -497,11 +498,8 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         if self._disable:
             done, self._disable = self._disable, set()
             try:
-                ids = sorted(done)
-                for start in range(0, len(ids), WRITE_BATCH):
-                    PeriodicTask.objects.filter(pk__in=ids[start : start + WRITE_BATCH]).update(
-                        enabled=False
-                    )
+                for batch in chunks(sorted(done), WRITE_BATCH):
+                    PeriodicTask.objects.filter(pk__in=batch).update(enabled=False)
             except DatabaseError:
                 self._disable |= done
                 raise
