@@ -24,6 +24,7 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
+from config.sentry import looks_secret
 from scheduler.describe import (
     CRONTAB_FIELDS,
     CrontabError,
@@ -268,9 +269,6 @@ def _policy_field(field: str, min_value: int) -> forms.IntegerField:
     )
 
 
-_SECRET_KEY_RE = re.compile(r"pass|secret|token|key|dsn|credential|auth", re.IGNORECASE)
-
-
 def _masked_json(text: str | None) -> str:
     """JSON arguments for the history, with the values of secret-looking keys hidden."""
     try:
@@ -278,7 +276,7 @@ def _masked_json(text: str | None) -> str:
     except ValueError:
         return text or ""
     if isinstance(value, dict):
-        value = {k: "***" if _SECRET_KEY_RE.search(k) else v for k, v in value.items()}
+        value = {k: "***" if looks_secret(k) else v for k, v in value.items()}
     return json.dumps(value, sort_keys=True)
 
 
