@@ -19,9 +19,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask, PeriodicTasks
+from django_celery_beat.models import PeriodicTask
 
 from jobs.models import Report
+from scheduler import services
 from scheduler.batching import pk_batches
 from scheduler.models import JobRun
 
@@ -123,20 +124,10 @@ def disable_finished_schedules(now: datetime) -> list[str]:
     disabled: list[str] = []
     with transaction.atomic():
         # As beat does it: a one-off schedule's run count is reset, so enabling it again
-        # runs it once more; saving enabled=False would also clear last_run_at.
-        for condition, reset in (
-            (finished_one_off & ran, {"total_run_count": 0}),
-            (expired, {}),
-        ):
-            rows = dict(enabled.filter(condition).values_list("pk", "name"))
-            if rows:
-                enabled.filter(condition, pk__in=list(rows)).update(
-                    enabled=False, last_run_at=None, date_changed=now, **reset
-                )
-                disabled.extend(sorted(rows.values()))
-        if disabled:
-            # update() sends no signal: without this, beat would keep the old entries.
-            PeriodicTasks.update_changed()
+        # runs it once more.
+        one_offs = services.disable(enabled.filter(finished_one_off & ran), now, reset_count=True)
+        disabled += sorted(one_offs.values())
+        disabled += sorted(services.disable(enabled.filter(expired), now).values())
     for name in disabled:
         logger.info("disabled schedule %s: it will not fire again", name)
     return disabled
