@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django_celery_beat.models import PeriodicTask
 
@@ -41,6 +42,7 @@ class Knob:
     unset: str = "none"  # a job default of None, in words
     task_default: Any = None  # for a task that does not declare the option (not a JobTask)
     celery_default: str | None = None  # the Celery setting a task without a value falls back to
+    most: str | None = None  # the Django setting the value may not exceed
 
     @property
     def label(self) -> str:
@@ -62,6 +64,10 @@ class Knob:
             return f"{value:g} s" if isinstance(value, float) else f"{value} s"
         return str(value)
 
+    def limit(self) -> int | None:
+        """The most this knob may be (from settings, read when asked); None: no bound."""
+        return None if self.most is None else int(getattr(settings, self.most))
+
 
 KNOBS: tuple[Knob, ...] = (
     Knob("overlap", choices=tuple(Overlap.choices), task_default=Overlap.SKIP.value),
@@ -78,6 +84,8 @@ KNOBS: tuple[Knob, ...] = (
         min_value=1,
         seconds=True,
         celery_default="task_time_limit",
+        # Redis hands a task still running after its visibility timeout to a second worker.
+        most="LONGEST_JOB_SECONDS",
     ),
     Knob("max_retries", "Retries after a transient error.", min_value=0, unset="no limit"),
     Knob(

@@ -25,7 +25,7 @@ def registered_tasks() -> set[str]:
     Celery discovers the apps' tasks modules only when a worker or beat starts; the admin and a
     management command must ask for them, or every job would look missing. Asked for directly:
     through Celery's import_modules signal, its Django fix-up would run every system check each
-    time (on every admin page that lists the jobs).
+    time, and one of them (scheduler.checks) asks for the jobs itself.
     """
     current_app.autodiscover_tasks(force=True)
     return set(current_app.tasks)

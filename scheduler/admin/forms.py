@@ -198,6 +198,21 @@ class PolicyForm(forms.Form):
     # A class body's namespace is a plain dict: these become the form's declared fields.
     locals().update({knob.name: knob_field(knob) for knob in KNOBS})
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        assert data is not None
+        for knob in KNOBS:
+            value, most = data.get(knob.name), knob.limit()
+            if self.fields[knob.name].disabled:  # not this user's to change
+                continue
+            if most is not None and value is not None and value > most:
+                self.add_error(
+                    knob.name,
+                    f"{value} s is longer than {knob.most} ({most} s), the longest a job may "
+                    "run: past it, Redis hands a job that is still running to another worker.",
+                )
+        return data
+
 
 class ScheduleForm(TimingForm, PolicyForm, forms.ModelForm[Schedule]):
     """Edits a schedule and its run policy; a crontab typed here is stored as a CrontabSchedule."""
