@@ -9,7 +9,8 @@ from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
 from jobs.models import Backup, Report, WorkerHeartbeat
-from scheduler.admin import WrittenByJobs, human_duration
+from scheduler.admin import WrittenByJobs
+from scheduler.presentation import human_duration
 
 
 @admin.register(WorkerHeartbeat)

@@ -19,9 +19,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask, PeriodicTasks
+from django_celery_beat.models import PeriodicTask
 
 from jobs.models import Report
+from scheduler import services
+from scheduler.batching import pk_batches
 from scheduler.models import JobRun
 
 logger = logging.getLogger(__name__)
@@ -98,22 +100,12 @@ def housekeeping(now: datetime | None = None) -> HousekeepingResult:
 def delete_in_batches(queryset: models.QuerySet[Any], batch_size: int) -> int:
     """Delete the queryset's rows, at most batch_size per transaction, by ascending primary key."""
     deleted = 0
-    after: Any = None
     label = queryset.model._meta.label
-    while True:
+    for ids in pk_batches(queryset, batch_size):
         with transaction.atomic():
-            batch = queryset.order_by("pk")
-            if after is not None:
-                batch = batch.filter(pk__gt=after)
-            ids = list(batch.values_list("pk", flat=True)[:batch_size])
-            if not ids:
-                break
             # The filter is applied again: a row that changed since the SELECT is kept.
             _, per_model = queryset.filter(pk__in=ids).delete()
         deleted += per_model.get(label, 0)
-        after = ids[-1]
-        if len(ids) < batch_size:
-            break
     return deleted
 
 
@@ -132,20 +124,10 @@ def disable_finished_schedules(now: datetime) -> list[str]:
     disabled: list[str] = []
     with transaction.atomic():
         # As beat does it: a one-off schedule's run count is reset, so enabling it again
-        # runs it once more; saving enabled=False would also clear last_run_at.
-        for condition, reset in (
-            (finished_one_off & ran, {"total_run_count": 0}),
-            (expired, {}),
-        ):
-            rows = dict(enabled.filter(condition).values_list("pk", "name"))
-            if rows:
-                enabled.filter(condition, pk__in=list(rows)).update(
-                    enabled=False, last_run_at=None, date_changed=now, **reset
-                )
-                disabled.extend(sorted(rows.values()))
-        if disabled:
-            # update() sends no signal: without this, beat would keep the old entries.
-            PeriodicTasks.update_changed()
+        # runs it once more.
+        one_offs = services.disable(enabled.filter(finished_one_off & ran), now, reset_count=True)
+        disabled += sorted(one_offs.values())
+        disabled += sorted(services.disable(enabled.filter(expired), now).values())
     for name in disabled:
         logger.info("disabled schedule %s: it will not fire again", name)
     return disabled

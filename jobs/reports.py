@@ -24,8 +24,8 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from jobs.models import Backup, Report
-from scheduler.admin import human_duration
 from scheduler.models import JobRun
+from scheduler.presentation import human_duration
 from scheduler.reporting import run_admin_url
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ class SchedulerConfig(AppConfig):
     def ready(self) -> None:
         # Each app declares its default schedules in `<app>/schedules.py`, the way admin.py works.
         autodiscover_modules("schedules")
-        from scheduler import signals  # noqa: F401  (connect the Celery signal handlers)
+        from scheduler import checks, signals  # noqa: F401  (register checks, connect handlers)
 
         post_migrate.connect(_install_change_triggers, sender=self)
 

@@ -4,15 +4,15 @@ next fire times of a schedule (for the admin's list, change page and live previe
 from __future__ import annotations
 
 import re
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
 from celery.schedules import crontab
 from cron_descriptor import ExpressionDescriptor, Options  # type: ignore[import-untyped]
-from django.conf import settings
-from django.utils import timezone
 from django_celery_beat import validators
 from django_celery_beat.models import PeriodicTask
+
+from scheduler.presentation import local_text
 
 CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 RANGES = {
@@ -143,8 +143,3 @@ def schedule_in_words(task: PeriodicTask) -> str:
     if task.clocked_id and task.clocked is not None:
         return f"Once, at {local_text(task.clocked.clocked_time)}"
     return "no schedule"
-
-
-def local_text(moment: datetime) -> str:
-    """A time as the admin shows it: in the project's time zone (Asia/Shanghai), with its zone."""
-    return timezone.localtime(moment, ZoneInfo(settings.TIME_ZONE)).strftime("%Y-%m-%d %H:%M %Z")

@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.db import models
 from django_celery_beat.models import PeriodicTask
 
+from scheduler import policy
+
 
 class JobRun(models.Model):
     """One execution attempt of a job (or the decision not to execute it), as a worker saw it."""
@@ -74,31 +76,26 @@ class Schedule(PeriodicTask):  # type: ignore[misc]  # django_celery_beat is unt
         permissions = [("run_schedule", "Can run a schedule now")]
 
 
-class SchedulePolicy(models.Model):
-    """Per-schedule overrides of the job's run policy; an empty field keeps the job's default."""
+def _knob(name: str) -> models.PositiveIntegerField[int | None, int | None]:
+    return models.PositiveIntegerField(null=True, blank=True, help_text=policy.KNOB[name].help_text)
 
-    class Overlap(models.TextChoices):
-        SKIP = "skip", "skip: a run still going makes the next one skipped_overlap"
-        ALLOW = "allow", "allow: runs may overlap"
+
+class SchedulePolicy(models.Model):
+    """Per-schedule overrides of the job's run policy; an empty field keeps the job's default.
+
+    One column per knob of scheduler.policy.KNOBS, where their meaning is declared.
+    """
+
+    Overlap = policy.Overlap
 
     periodic_task = models.OneToOneField(
         PeriodicTask, on_delete=models.CASCADE, related_name="nightshift_policy"
     )
     overlap = models.CharField(max_length=8, choices=Overlap.choices, blank=True)
-    soft_time_limit = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Seconds; the job is interrupted and recorded timed_out."
-    )
-    time_limit = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Seconds; the worker process is killed."
-    )
-    max_retries = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Retries after a transient error."
-    )
-    start_deadline = models.PositiveIntegerField(
-        null=True,
-        blank=True,
-        help_text="Seconds after its slot until a run not yet started expires.",
-    )
+    soft_time_limit = _knob("soft_time_limit")
+    time_limit = _knob("time_limit")
+    max_retries = _knob("max_retries")
+    start_deadline = _knob("start_deadline")
 
     class Meta:
         verbose_name = "run policy"
@@ -109,14 +106,7 @@ class SchedulePolicy(models.Model):
 
     def overrides(self) -> dict[str, object]:
         """The fields that are set, by name (what beat sends with each dispatch)."""
-        values = {
-            "overlap": self.overlap or None,
-            "soft_time_limit": self.soft_time_limit,
-            "time_limit": self.time_limit,
-            "max_retries": self.max_retries,
-            "start_deadline": self.start_deadline,
-        }
-        return {name: value for name, value in values.items() if value is not None}
+        return policy.set_values({name: getattr(self, name) for name in policy.POLICY_FIELDS})
 
 
 class ScheduleChange(models.Model):

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
-from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from scheduler import services
 from scheduler.defaults import DefaultSchedule, declared
+from scheduler.selectors import registered_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -76,18 +78,6 @@ def _crontab_expression(crontab: CrontabSchedule) -> str:
     )
 
 
-def registered_tasks() -> set[str]:
-    """Names of every task the project's jobs provide.
-
-    Celery discovers the apps' tasks modules only when a worker or beat starts; a management
-    command must ask for them, or every job would look missing.
-    """
-    from config.celery import app
-
-    app.loader.import_default_modules()
-    return set(app.tasks)
-
-
 def drift(schedules: list[DefaultSchedule] | None = None) -> list[str]:
     """How the database differs from the declared schedules, one line per difference."""
     lines = []
@@ -150,6 +140,5 @@ def disable_orphans() -> list[str]:
     for task in orphans:
         logger.warning("disabling schedule %s: its task %s no longer exists", task.name, task.task)
     if orphans:
-        PeriodicTask.objects.filter(pk__in=[t.pk for t in orphans]).update(enabled=False)
-        PeriodicTasks.update_changed()  # update() sends no signal: tell beat
+        services.disable(PeriodicTask.objects.filter(pk__in=[t.pk for t in orphans]))
     return [task.name for task in orphans]

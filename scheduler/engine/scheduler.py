@@ -39,6 +39,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 from sentry_sdk.crons import MonitorStatus, capture_checkin
 
 from scheduler import presence, recording, reporting
+from scheduler.batching import chunks
 from scheduler.engine import changes, entries
 from scheduler.engine.entries import Entry
 from scheduler.engine.leader import Leadership, handled_watermark
@@ -358,11 +359,10 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         error: Exception | None = None
         try:
             with self.app.producer_or_acquire() as producer:
-                for start in range(0, len(batch), PUBLISH_BATCH):
+                for chunk in chunks(batch, PUBLISH_BATCH):
                     # A burst of 100,000 outlasts the lease: renew it as it goes.
                     if not self.leadership.hold():
                         raise RuntimeError("the leader lease ran out while sending")
-                    chunk = batch[start : start + PUBLISH_BATCH]
                     with producer.batch(max_size=PUBLISH_BATCH):
                         for entry, slot in chunk:
                             self._send(entry, slot, producer)
@@ -444,17 +444,16 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
             per_schedule[unsent.entry.id] += 1
             if per_schedule[unsent.entry.id] <= MAX_MISSED_PER_SCHEDULE:
                 recorded.append((unsent, f"missed-{uuid.uuid4()}"))
-        claimed = [True] * len(recorded)
-        for start in range(0, len(recorded), WRITE_BATCH):
+        taken: set[str] = set()  # occurrences another message has: sent after all
+        for chunk in chunks(recorded, WRITE_BATCH):
             self._keep_lead()
-            chunk = recorded[start : start + WRITE_BATCH]
             # Redis down: recorded as missed all the same (a late delivery of it would run).
             with contextlib.suppress(redis.RedisError):
-                claimed[start : start + len(chunk)] = recording.claim_occurrences(
-                    [(unsent.entry.name, unsent.slot, task_id) for unsent, task_id in chunk]
-                )
-        for (unsent, task_id), ours in zip(recorded, claimed, strict=True):
-            if not ours:
+                claims = [(unsent.entry.name, unsent.slot, task_id) for unsent, task_id in chunk]
+                new = recording.claim_occurrences(claims)
+                taken.update(c[2] for c, fresh in zip(claims, new, strict=True) if not fresh)
+        for unsent, task_id in recorded:
+            if task_id in taken:
                 continue  # sent after all (by an earlier leader): the worker records it
             entry = unsent.entry
             self._missed.append(
@@ -483,13 +482,14 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         """Write what this beat did: last_run_at, total_run_count, missed rows, one-offs done."""
         if self._missed:
             rows, self._missed = self._missed, []
-            at = 0
+            inserted = 0
             try:
-                for at in range(0, len(rows), WRITE_BATCH):
+                for chunk in chunks(rows, WRITE_BATCH):
                     self._keep_lead()
-                    JobRun.objects.bulk_create(rows[at : at + WRITE_BATCH])
+                    JobRun.objects.bulk_create(chunk)
+                    inserted += len(chunk)
             except DatabaseError:
-                self._missed = rows[at:] + self._missed
+                self._missed = rows[inserted:] + self._missed
                 raise
         if self._written:
             written, self._written = self._written, {}
@@ -501,9 +501,9 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                     if entry.last is not None:
                         groups[(entry.last, sends.get(entry.id, 0))].append(entry.id)
                 for (slot, sent), ids in groups.items():
-                    for start in range(0, len(ids), WRITE_BATCH):
+                    for batch in chunks(ids, WRITE_BATCH):
                         self._keep_lead()
-                        PeriodicTask.objects.filter(pk__in=ids[start : start + WRITE_BATCH]).update(
+                        PeriodicTask.objects.filter(pk__in=batch).update(
                             last_run_at=slot, total_run_count=F("total_run_count") + sent
                         )
             except DatabaseError:
@@ -514,11 +514,8 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         if self._disable:
             done, self._disable = self._disable, set()
             try:
-                ids = sorted(done)
-                for start in range(0, len(ids), WRITE_BATCH):
-                    PeriodicTask.objects.filter(pk__in=ids[start : start + WRITE_BATCH]).update(
-                        enabled=False
-                    )
+                for batch in chunks(sorted(done), WRITE_BATCH):
+                    PeriodicTask.objects.filter(pk__in=batch).update(enabled=False)
             except DatabaseError:
                 self._disable |= done
                 raise

@@ -4,8 +4,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from scheduler.admin import human_duration
 from scheduler.models import JobRun
+from scheduler.presentation import human_duration
 
 pytestmark = pytest.mark.django_db
 

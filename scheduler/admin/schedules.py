@@ -3,14 +3,14 @@
 The list shows each schedule in words, its next run and its last run (from JobRun, one indexed
 subquery per column); the change page edits the schedule, its arguments and run policy with a
 live preview of the next fire times. Enabling never makes a schedule fire at once, and every
-bulk change tells beat (PeriodicTasks.update_changed()).
+bulk change tells beat. The pages only call: what they change is scheduler.services, what they
+read scheduler.selectors, the form scheduler.admin.forms, the history lines scheduler.history.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, cast
 from urllib.parse import urlencode
 
@@ -18,7 +18,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import QuerySet
 from django.forms import Form
 from django.http import (
     Http404,
@@ -29,152 +29,34 @@ from django.http import (
     JsonResponse,
 )
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django_celery_beat.models import PeriodicTask, PeriodicTasks
+from django_celery_beat.models import PeriodicTask
 
-from scheduler import policy
-from scheduler.admin import human_duration
-from scheduler.describe import local_text, schedule_in_words
-from scheduler.forms import (
-    POLICY_FIELDS,
-    ScheduleForm,
-    TimingForm,
-    default_text,
-    job_catalog,
-    registered_jobs,
-    snapshot,
-)
-from scheduler.models import JobRun, Schedule, SchedulePolicy
-from scheduler.recording import REQUESTED_BY_HEADER, SCHEDULE_HEADER
+from scheduler import history, selectors, services
+from scheduler.admin.forms import ScheduleForm, TimingForm
+from scheduler.describe import schedule_in_words
+from scheduler.models import JobRun, Schedule
+from scheduler.policy import KNOBS, POLICY_FIELDS
+from scheduler.presentation import human_duration, local_text
 from scheduler.timing import Timing, next_fire_times, next_run
 
 logger = logging.getLogger(__name__)
 
 RECENT_RUNS = 20
-BATCH = 500  # rows per UPDATE ... WHERE pk IN (...)
-
-
-# --- Services the admin uses ------------------------------------------------------------------
-
-
-def run_now(task: PeriodicTask, requested_by: str) -> str:
-    """Publish one run of the schedule now, recorded as `manual` by `requested_by`; the task id.
-
-    The message carries what beat would send (arguments, queue, the schedule's run-policy
-    overrides) plus the name of who asked.
-    """
-    from config.celery import app
-
-    if task.task not in registered_jobs():
-        raise LookupError(f"{task.task} is not a registered job; nothing was sent")
-    try:
-        args = json.loads(task.args or "[]")
-        kwargs = json.loads(task.kwargs or "{}")
-        headers = json.loads(task.headers or "{}")
-    except ValueError as exc:
-        raise ValueError(f"its arguments are not valid JSON ({exc}); nothing was sent") from exc
-    policy_headers, options = policy.dispatch_options(task.name)
-    headers = {
-        **(headers if isinstance(headers, dict) else {}),
-        **policy_headers,
-        SCHEDULE_HEADER: task.name,
-        REQUESTED_BY_HEADER: requested_by,
-    }
-    for option in ("queue", "exchange", "routing_key", "priority"):
-        value = getattr(task, option)
-        if value not in (None, ""):
-            options[option] = value
-    result = app.send_task(task.task, args=args, kwargs=kwargs, headers=headers, **options)
-    logger.info("%s (%s) run by %s: task %s", task.name, task.task, requested_by, result.id)
-    return str(result.id)
-
-
-def with_last_runs(queryset: QuerySet[Any]) -> QuerySet[Any]:
-    """Annotate each schedule with its newest run and its newest success (index-backed)."""
-    runs = JobRun.objects.filter(schedule=OuterRef("name")).order_by("-started_at")
-    succeeded = runs.filter(status=JobRun.Status.SUCCEEDED)
-    annotated: QuerySet[Any] = queryset.annotate(
-        last_run_id=Subquery(runs.values("pk")[:1]),
-        last_status=Subquery(runs.values("status")[:1]),
-        last_started_at=Subquery(runs.values("started_at")[:1]),
-        last_duration=Subquery(runs.values("duration_seconds")[:1]),
-        last_success_at=Subquery(succeeded.values("started_at")[:1]),
-    )
-    return annotated
-
-
-def _batches(ids: Sequence[int]) -> Iterable[Sequence[int]]:
-    for start in range(0, len(ids), BATCH):
-        yield ids[start : start + BATCH]
-
-
-def enable(ids: Sequence[int]) -> int:
-    """Enable these schedules from their next slot on; the number that were disabled."""
-    now = timezone.now()
-    changed = 0
-    for batch in _batches(ids):
-        # last_run_at = now: beat would otherwise count from an old date_changed and fire a
-        # slot that passed earlier today at once.
-        changed += Schedule.objects.filter(pk__in=batch, enabled=False).update(
-            enabled=True, last_run_at=now
-        )
-    PeriodicTasks.update_changed()  # update() sends no signal: tell beat
-    return changed
-
-
-def disable(ids: Sequence[int]) -> int:
-    """Disable these schedules (as saving one disabled does, forgetting its last run)."""
-    changed = 0
-    for batch in _batches(ids):
-        changed += Schedule.objects.filter(pk__in=batch, enabled=True).update(
-            enabled=False, last_run_at=None
-        )
-    PeriodicTasks.update_changed()
-    return changed
-
-
-def copy_name(name: str) -> str:
-    """A free name for a copy: name-copy, name-copy-2, ..."""
-    base = f"{name[:190]}-copy"
-    taken = set(PeriodicTask.objects.filter(name__startswith=base).values_list("name", flat=True))
-    candidate, n = base, 1
-    while candidate in taken:
-        n += 1
-        candidate = f"{base}-{n}"
-    return candidate
-
-
-def duplicate(task: PeriodicTask) -> Schedule:
-    """A disabled copy of the schedule (and of its run policy) under a new name."""
-    original_pk = task.pk
-    copy: Schedule = Schedule.objects.get(pk=original_pk)
-    copy.pk = copy.id = None
-    copy._state.adding = True
-    copy.name = copy_name(task.name)
-    copy.enabled = False
-    copy.last_run_at = None
-    copy.total_run_count = 0
-    copy.save()  # save() tells beat
-    source = SchedulePolicy.objects.filter(periodic_task_id=original_pk).first()
-    if source is not None:
-        source.pk = None
-        source.periodic_task_id = copy.pk
-        source.save(force_insert=True)
-    return copy
 
 
 # --- List filters ----------------------------------------------------------------------------
 
 
-class JobFilter(admin.SimpleListFilter):
+class ScheduleJobFilter(admin.SimpleListFilter):
+    """The jobs some schedule runs (registered or not)."""
+
     title = "job"
     parameter_name = "job"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        names = PeriodicTask.objects.order_by("task").values_list("task", flat=True).distinct()
-        return [(name, name) for name in names]
+        return [(name, name) for name in selectors.scheduled_jobs()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset.filter(task=self.value()) if self.value() else queryset
@@ -244,7 +126,7 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         "last_duration",
         "last_success",
     ]
-    list_filter = [JobFilter, "enabled", LastStatusFilter]
+    list_filter = [ScheduleJobFilter, "enabled", LastStatusFilter]
     list_select_related = ["crontab", "interval", "solar", "clocked"]
     search_fields = ["name", "task", "description"]
     ordering = ["name"]
@@ -266,7 +148,7 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         css = {"all": ["scheduler/schedules.css"]}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
-        return with_last_runs(super().get_queryset(request))
+        return selectors.with_last_runs(super().get_queryset(request))
 
     def get_fieldsets(self, request: HttpRequest, obj: Schedule | None = None) -> Any:
         if obj is not None and not self.has_change_permission(request, obj):
@@ -331,7 +213,7 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
 
     @admin.display(description="what it does")
     def job_description(self, obj: Schedule | None) -> SafeString:
-        job = registered_jobs().get(obj.task) if obj is not None else None
+        job = selectors.registered_jobs().get(obj.task) if obj is not None else None
         text = f"{job.description} Arguments: {job.parameters}" if job else "—"
         return format_html('<span id="job-description">{}</span>', text)
 
@@ -353,16 +235,16 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
 
     @admin.display(description="run policy")
     def run_policy(self, obj: Schedule) -> SafeString:
-        job = registered_jobs().get(obj.task)
-        found = SchedulePolicy.objects.filter(periodic_task_id=obj.pk).first()
+        job = selectors.registered_jobs().get(obj.task)
+        found = selectors.policy_of(obj)
         rows = []
-        for field in POLICY_FIELDS:
-            value = getattr(found, field, None) if found else None
+        for knob in KNOBS:
+            value = getattr(found, knob.name, None) if found else None
             if value not in (None, ""):
-                rows.append((field.replace("_", " "), default_text(field, value), "override"))
+                rows.append((knob.label, knob.in_words(value), "override"))
             else:
-                default = default_text(field, job.defaults[field]) if job else "—"
-                rows.append((field.replace("_", " "), default, "job default"))
+                default = knob.in_words(job.defaults[knob.name]) if job else "—"
+                rows.append((knob.label, default, "job default"))
         return format_html(
             "<table>{}</table>",
             format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td></tr>", rows),
@@ -370,7 +252,7 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
 
     @admin.display(description=f"recent runs (newest {RECENT_RUNS})")
     def recent_runs(self, obj: Schedule) -> SafeString:
-        runs = JobRun.objects.filter(schedule=obj.name).order_by("-started_at")[:RECENT_RUNS]
+        runs = selectors.recent_runs(obj.name, RECENT_RUNS)
         rows = [
             (
                 reverse("admin:scheduler_jobrun_change", args=[run.pk]),
@@ -411,7 +293,7 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         obj: Schedule | None = None,
     ) -> HttpResponse:
         context["can_run"] = obj is not None and self.has_run_permission(request)
-        context["job_catalog"] = job_catalog()
+        context["job_catalog"] = selectors.job_catalog()
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     # --- history ---
@@ -422,19 +304,13 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         if not isinstance(form, ScheduleForm):
             return super().construct_change_message(request, form, formsets, add)
         if add:
-            now = snapshot(form.instance)
-            return (
-                f"Added: job {now['job']}; schedule: {now['schedule']}; enabled: {now['enabled']}"
-            )
+            return history.added(form.instance)
         return form.change_message() or "No fields changed."
 
     def _log(self, request: HttpRequest, objects: Iterable[Schedule], flag: int, text: str) -> None:
         LogEntry.objects.log_actions(cast(int, request.user.pk), list(objects), flag, text)
 
     # --- actions ---
-
-    def _selected(self, queryset: QuerySet[Schedule]) -> list[int]:
-        return list(queryset.order_by().values_list("pk", flat=True))
 
     @admin.action(description="Run selected schedules now", permissions=["run"])
     def run_selected(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
@@ -444,7 +320,7 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         username = request.user.get_username()
         for schedule in schedules:
             try:
-                task_id = run_now(schedule, username)
+                task_id = services.run_now(schedule, username)
             except (LookupError, ValueError) as exc:
                 self.message_user(request, f"{schedule.name}: {exc}", messages.ERROR)
                 continue
@@ -473,8 +349,7 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         description="Enable selected schedules (at their next slot)", permissions=["change"]
     )
     def enable_selected(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
-        ids = self._selected(queryset.filter(enabled=False))
-        count = enable(ids)
+        ids = services.enable(queryset)
         self._log(
             request,
             Schedule.objects.filter(pk__in=ids),
@@ -482,21 +357,24 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
             "enabled: no → yes (runs from its next slot)",
         )
         self.message_user(
-            request, f"Enabled {count} schedule(s); each runs at its next slot.", messages.SUCCESS
+            request,
+            f"Enabled {len(ids)} schedule(s); each runs at its next slot.",
+            messages.SUCCESS,
         )
 
     @admin.action(description="Disable selected schedules", permissions=["change"])
     def disable_selected(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
-        ids = self._selected(queryset.filter(enabled=True))
-        count = disable(ids)
-        self._log(request, Schedule.objects.filter(pk__in=ids), CHANGE, "enabled: yes → no")
-        self.message_user(request, f"Disabled {count} schedule(s).", messages.SUCCESS)
+        disabled = services.disable(queryset)
+        self._log(
+            request, Schedule.objects.filter(pk__in=list(disabled)), CHANGE, "enabled: yes → no"
+        )
+        self.message_user(request, f"Disabled {len(disabled)} schedule(s).", messages.SUCCESS)
 
     @admin.action(description="Duplicate selected schedules (disabled copies)", permissions=["add"])
     def duplicate_selected(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         names = []
         for original in queryset.order_by("name"):
-            copy = duplicate(original)
+            copy = services.duplicate(original)
             self._log(request, [copy], ADDITION, f"Duplicated from {original.name} (disabled).")
             names.append(copy.name)
         self.message_user(

@@ -6,15 +6,14 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from dataclasses import asdict, dataclass
 from typing import Any, cast
 from zoneinfo import available_timezones
 
+from celery import current_app
 from django import forms
 from django.conf import settings
 from django.contrib.admin.widgets import AdminSplitDateTime
 from django.core.exceptions import ValidationError
-from django.db import models
 from django.utils import timezone
 from django.utils.html import format_html
 from django_celery_beat.models import (
@@ -24,17 +23,19 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
+from scheduler import history, services
 from scheduler.describe import (
     CRONTAB_FIELDS,
     CrontabError,
     check_crontab_field,
     crontab_in_words,
-    local_text,
     parse_crontab,
     schedule_in_words,
 )
-from scheduler.models import Schedule, SchedulePolicy
-from scheduler.sync import get_crontab, registered_tasks
+from scheduler.models import Schedule
+from scheduler.policy import KNOBS, POLICY_FIELDS, Knob
+from scheduler.selectors import JobInfo, policy_of, registered_jobs
+from scheduler.sync import get_crontab
 from scheduler.timing import Timing, next_fire_times
 
 KINDS = [
@@ -44,80 +45,6 @@ KINDS = [
     ("clocked", "clocked (once, at a given time)"),
 ]
 KIND_FIELDS = ("interval", "solar", "clocked")  # the kinds chosen with a select
-POLICY_FIELDS = ("overlap", "soft_time_limit", "time_limit", "max_retries", "start_deadline")
-
-
-# --- The registered jobs ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    """What the schedule page shows about a job: its description, parameters and run policy."""
-
-    name: str
-    description: str
-    parameters: str
-    defaults: dict[str, Any]
-
-
-def _parameters(task: Any) -> str:
-    try:
-        params = inspect.signature(task.run).parameters.values()
-    except (TypeError, ValueError):
-        return "unknown"
-    words = [
-        p.name if p.default is p.empty else f"{p.name}={p.default!r}"
-        for p in params
-        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
-    return ", ".join(words) or "none"
-
-
-def _job_info(name: str, task: Any, conf: Any) -> JobInfo:
-    doc = inspect.getdoc(task) or ""
-    return JobInfo(
-        name=name,
-        description=doc.strip().splitlines()[0] if doc.strip() else "",
-        parameters=_parameters(task),
-        defaults={
-            "overlap": getattr(task, "overlap", "skip"),
-            "soft_time_limit": task.soft_time_limit or conf.task_soft_time_limit,
-            "time_limit": task.time_limit or conf.task_time_limit,
-            "max_retries": task.max_retries,
-            "start_deadline": getattr(task, "start_deadline", None),
-        },
-    )
-
-
-def registered_jobs() -> dict[str, JobInfo]:
-    """Every job a worker can run, by name (Celery's own helper tasks left out)."""
-    from config.celery import app
-
-    names = sorted(name for name in registered_tasks() if not name.startswith("celery."))
-    return {name: _job_info(name, app.tasks[name], app.conf) for name in names}
-
-
-def default_text(field: str, value: Any) -> str:
-    """A job's default for a policy field in words: '3600 s', 'skip', 'until the next slot'."""
-    if value is None:
-        return {
-            "start_deadline": "until the next slot",
-            "max_retries": "no limit",
-        }.get(field, "none")
-    if field in ("soft_time_limit", "time_limit", "start_deadline"):
-        return f"{value:g} s" if isinstance(value, float) else f"{value} s"
-    return str(value)
-
-
-def job_catalog() -> dict[str, dict[str, Any]]:
-    """The registered jobs as the page's script reads them (description, defaults in words)."""
-    return {
-        name: {
-            **asdict(info),
-            "defaults": {k: default_text(k, v) for k, v in info.defaults.items()},
-        }
-        for name, info in registered_jobs().items()
-    }
 
 
 def check_arguments(
@@ -254,79 +181,40 @@ class TimingForm(forms.Form):
 # --- The schedule form ---------------------------------------------------------------------------
 
 
-def _policy_help(field: str) -> str:
-    return str(cast(models.Field[Any, Any], SchedulePolicy._meta.get_field(field)).help_text)
-
-
-def _policy_field(field: str, min_value: int) -> forms.IntegerField:
-    model_field = cast(models.Field[Any, Any], SchedulePolicy._meta.get_field(field))
+def knob_field(knob: Knob) -> forms.Field:
+    """The optional form field of a run-policy knob (empty: the job's default)."""
+    label = knob.label.capitalize()
+    if knob.choices:
+        choices = [("", "job default"), *knob.choices]
+        return forms.ChoiceField(required=False, choices=choices, label=label)
     return forms.IntegerField(
-        required=False,
-        min_value=min_value,
-        label=str(model_field.verbose_name).capitalize(),
-        help_text=str(model_field.help_text),
+        required=False, min_value=knob.min_value, label=label, help_text=knob.help_text
     )
 
 
-_SECRET_KEY_RE = re.compile(r"pass|secret|token|key|dsn|credential|auth", re.IGNORECASE)
+class PolicyForm(forms.Form):
+    """One field per run-policy knob, named as the knob (scheduler.policy declares them)."""
+
+    # A class body's namespace is a plain dict: these become the form's declared fields.
+    locals().update({knob.name: knob_field(knob) for knob in KNOBS})
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        assert data is not None
+        for knob in KNOBS:
+            value, most = data.get(knob.name), knob.limit()
+            if self.fields[knob.name].disabled:  # not this user's to change
+                continue
+            if most is not None and value is not None and value > most:
+                self.add_error(
+                    knob.name,
+                    f"{value} s is longer than {knob.most} ({most} s), the longest a job may "
+                    "run: past it, Redis hands a job that is still running to another worker.",
+                )
+        return data
 
 
-def _masked_json(text: str | None) -> str:
-    """JSON arguments for the history, with the values of secret-looking keys hidden."""
-    try:
-        value = json.loads(text or "null")
-    except ValueError:
-        return text or ""
-    if isinstance(value, dict):
-        value = {k: "***" if _SECRET_KEY_RE.search(k) else v for k, v in value.items()}
-    return json.dumps(value, sort_keys=True)
-
-
-def _yes_no(value: Any) -> str:
-    return "yes" if value else "no"
-
-
-def snapshot(task: PeriodicTask) -> dict[str, str]:
-    """What the history compares before and after an edit, as text."""
-    policy = SchedulePolicy.objects.filter(periodic_task_id=task.pk).first() if task.pk else None
-    values = {
-        "name": task.name,
-        "job": task.task,
-        "description": task.description,
-        "enabled": _yes_no(task.enabled),
-        "schedule": schedule_in_words(task),
-        "one-off": _yes_no(task.one_off),
-        "start time": local_text(task.start_time) if task.start_time else "—",
-        "expires": local_text(task.expires) if task.expires else "—",
-        "args": _masked_json(task.args),
-        "kwargs": _masked_json(task.kwargs),
-        "_kwargs": task.kwargs or "",  # tells a change hidden by the mask
-        "queue": task.queue or "—",
-    }
-    for field in POLICY_FIELDS:
-        value = getattr(policy, field, None) if policy else None
-        values[field.replace("_", " ")] = "job default" if value in (None, "") else str(value)
-    return values
-
-
-def describe_changes(before: dict[str, str], after: dict[str, str]) -> str:
-    """'schedule: At 15:00 … → At 02:30 …; enabled: no → yes; description changed'."""
-    parts = []
-    for key, old in before.items():
-        new = after.get(key, "")
-        if old == new:
-            continue
-        if key.startswith("_"):
-            if before.get(key[1:]) == after.get(key[1:]):
-                parts.append(f"{key[1:]} changed")
-        elif key == "description":
-            parts.append("description changed")
-        else:
-            parts.append(f"{key}: {old or '—'} → {new or '—'}")
-    return "; ".join(parts)
-
-
-class ScheduleForm(TimingForm, forms.ModelForm[Schedule]):
+class ScheduleForm(TimingForm, PolicyForm, forms.ModelForm[Schedule]):
     """Edits a schedule and its run policy; a crontab typed here is stored as a CrontabSchedule."""
 
     # The admin builds these from the model (with its add buttons and date widgets).
@@ -338,15 +226,6 @@ class ScheduleForm(TimingForm, forms.ModelForm[Schedule]):
     expires = None  # type: ignore[assignment]
 
     task = forms.ChoiceField(label="Job")
-    overlap = forms.ChoiceField(
-        required=False,
-        choices=[("", "job default"), *SchedulePolicy.Overlap.choices],
-        label="Overlap",
-    )
-    soft_time_limit = _policy_field("soft_time_limit", 1)
-    time_limit = _policy_field("time_limit", 1)
-    max_retries = _policy_field("max_retries", 0)
-    start_deadline = _policy_field("start_deadline", 1)
 
     # Set by the admin for the requesting user.
     can_edit_policy = True
@@ -381,7 +260,7 @@ class ScheduleForm(TimingForm, forms.ModelForm[Schedule]):
             choices.append((task.task, f"{task.task} (not a registered job)"))
         cast(forms.ChoiceField, self.fields["task"]).choices = [("", "---------"), *choices]
         self.fields["task"].help_text = "The Celery task the schedule runs."
-        self.before = snapshot(task) if task.pk else {}
+        self.before = history.snapshot(task) if task.pk else {}
         if task.pk:
             self._initial_from(task)
         self._show_job_defaults(self.jobs.get(task.task))
@@ -396,21 +275,20 @@ class ScheduleForm(TimingForm, forms.ModelForm[Schedule]):
             for field in CRONTAB_FIELDS:
                 self.initial[field] = getattr(task.crontab, field)
             self.initial["timezone"] = str(task.crontab.timezone)
-        policy = SchedulePolicy.objects.filter(periodic_task_id=task.pk).first()
+        policy = policy_of(task)
         if policy is not None:
             for field in POLICY_FIELDS:
                 value = getattr(policy, field)
                 self.initial[field] = value if value not in (None, "") else None
 
     def _show_job_defaults(self, job: JobInfo | None) -> None:
-        for field in POLICY_FIELDS:
-            default = default_text(field, job.defaults[field]) if job else "pick a job"
-            base = "" if field == "overlap" else _policy_help(field) + " "
-            self.fields[field].help_text = format_html(
+        for knob in KNOBS:
+            default = knob.in_words(job.defaults[knob.name]) if job else "pick a job"
+            self.fields[knob.name].help_text = format_html(
                 '{}Empty: the job\'s default, <span class="job-default" data-policy="{}">{}'
                 "</span>.",
-                base,
-                field,
+                f"{knob.help_text} " if knob.help_text else "",
+                knob.name,
                 default,
             )
 
@@ -445,10 +323,8 @@ class ScheduleForm(TimingForm, forms.ModelForm[Schedule]):
         data = super().clean()
         name = data.get("task")
         if name in self.jobs and "args" in data and "kwargs" in data:
-            from config.celery import app
-
             problem = check_arguments(
-                name, app.tasks[name], json.loads(data["args"]), json.loads(data["kwargs"])
+                name, current_app.tasks[name], json.loads(data["args"]), json.loads(data["kwargs"])
             )
             if problem:
                 self.add_error(*problem)
@@ -516,13 +392,8 @@ class ScheduleForm(TimingForm, forms.ModelForm[Schedule]):
             self.save_policy(self.instance)
 
     def save_policy(self, task: PeriodicTask) -> None:
-        values = {field: self.cleaned_data.get(field) for field in POLICY_FIELDS}
-        values["overlap"] = values["overlap"] or ""
-        if not any(v not in (None, "") for v in values.values()):
-            SchedulePolicy.objects.filter(periodic_task_id=task.pk).delete()
-            return
-        SchedulePolicy.objects.update_or_create(periodic_task_id=task.pk, defaults=values)
+        services.set_policy(task, {field: self.cleaned_data.get(field) for field in POLICY_FIELDS})
 
     def change_message(self) -> str:
         """The history line of this edit (call after saving)."""
-        return describe_changes(self.before, snapshot(self.instance))
+        return history.describe_changes(self.before, history.snapshot(self.instance))

@@ -1,3 +1,5 @@
+"""The run pages of the admin: JobRun, written by jobs, read by people (never added or edited)."""
+
 from __future__ import annotations
 
 from datetime import date, datetime, time
@@ -8,11 +10,11 @@ from django.db.models import Max, Min, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
-from django_celery_beat.models import PeriodicTask
 
 from scheduler.models import JobRun
+from scheduler.presentation import human_duration
 from scheduler.reporting import sentry_event_url
-from scheduler.sync import registered_tasks
+from scheduler.selectors import job_names, schedule_names
 
 
 class WrittenByJobs:
@@ -62,48 +64,30 @@ def _calendar_span(first: date, last: date, kind: str, descending: bool) -> list
     return found[::-1] if descending else found
 
 
-class JobFilter(admin.SimpleListFilter):
+class RunJobFilter(admin.SimpleListFilter):
     """Jobs the workers know, without a DISTINCT over the whole run history."""
 
     title = "job"
     parameter_name = "job"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [
-            (name, name) for name in sorted(registered_tasks()) if not name.startswith("celery.")
-        ]
+        return [(name, name) for name in job_names()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset.filter(job=self.value()) if self.value() else queryset
 
 
-class ScheduleFilter(admin.SimpleListFilter):
+class RunScheduleFilter(admin.SimpleListFilter):
     """Schedules by name (the runs of a deleted schedule stay searchable by name)."""
 
     title = "schedule"
     parameter_name = "schedule"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        names = PeriodicTask.objects.order_by("name").values_list("name", flat=True)
-        return [(name, name) for name in names]
+        return [(name, name) for name in schedule_names()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset.filter(schedule=self.value()) if self.value() else queryset
-
-
-def human_duration(seconds: float | None) -> str:
-    """250 ms, 1.2 s, 3 min 4 s, 2 h 5 min."""
-    if seconds is None:
-        return "—"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
 
 
 @admin.register(JobRun)
@@ -120,7 +104,7 @@ class JobRunAdmin(WrittenByJobs, admin.ModelAdmin[JobRun]):
         "worker",
         "sentry",
     ]
-    list_filter = ["status", "trigger", JobFilter, ScheduleFilter, "started_at"]
+    list_filter = ["status", "trigger", RunJobFilter, RunScheduleFilter, "started_at"]
     search_fields = ["=task_id", "job", "schedule", "error_type", "error_message"]
     date_hierarchy = "started_at"
     list_per_page = 50
@@ -165,6 +149,3 @@ class JobRunAdmin(WrittenByJobs, admin.ModelAdmin[JobRun]):
 
     def has_delete_permission(self, request: HttpRequest, obj: JobRun | None = None) -> bool:
         return False
-
-
-from scheduler import schedule_admin  # noqa: E402,F401  (the Schedule pages)

@@ -1,0 +1,125 @@
+"""Queries about schedules, runs and jobs, for the admin, its services and the system checks.
+
+Nothing here changes state (that is scheduler.services).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from celery import current_app
+from django.db.models import OuterRef, QuerySet, Subquery
+from django_celery_beat.models import PeriodicTask
+
+from scheduler.models import JobRun, SchedulePolicy
+from scheduler.policy import KNOB, KNOBS
+
+# --- The registered jobs ----------------------------------------------------------------------
+
+
+def registered_tasks() -> set[str]:
+    """Names of every task the project's jobs provide.
+
+    Celery discovers the apps' tasks modules only when a worker or beat starts; the admin and a
+    management command must ask for them, or every job would look missing. Asked for directly:
+    through Celery's import_modules signal, its Django fix-up would run every system check each
+    time, and one of them (scheduler.checks) asks for the jobs itself.
+    """
+    current_app.autodiscover_tasks(force=True)
+    return set(current_app.tasks)
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What the schedule page shows about a job: its description, parameters and run policy."""
+
+    name: str
+    description: str
+    parameters: str
+    defaults: dict[str, Any]  # by knob name (scheduler.policy.KNOBS)
+
+
+def _parameters(task: Any) -> str:
+    try:
+        params = inspect.signature(task.run).parameters.values()
+    except (TypeError, ValueError):
+        return "unknown"
+    words = [
+        p.name if p.default is p.empty else f"{p.name}={p.default!r}"
+        for p in params
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    return ", ".join(words) or "none"
+
+
+def _job_info(name: str, task: Any, conf: Any) -> JobInfo:
+    doc = inspect.getdoc(task) or ""
+    return JobInfo(
+        name=name,
+        description=doc.strip().splitlines()[0] if doc.strip() else "",
+        parameters=_parameters(task),
+        defaults={knob.name: knob.job_default(task, conf) for knob in KNOBS},
+    )
+
+
+def job_names() -> list[str]:
+    """Every job a worker can run, sorted (Celery's own helper tasks left out)."""
+    return sorted(name for name in registered_tasks() if not name.startswith("celery."))
+
+
+def registered_jobs() -> dict[str, JobInfo]:
+    """Every job a worker can run, by name, with what the schedule page shows about it."""
+    tasks, conf = current_app.tasks, current_app.conf
+    return {name: _job_info(name, tasks[name], conf) for name in job_names()}
+
+
+def job_catalog() -> dict[str, dict[str, Any]]:
+    """The registered jobs as the page's script reads them (description, defaults in words)."""
+    return {
+        name: {
+            **asdict(info),
+            "defaults": {k: KNOB[k].in_words(v) for k, v in info.defaults.items()},
+        }
+        for name, info in registered_jobs().items()
+    }
+
+
+def scheduled_jobs() -> list[str]:
+    """The jobs some schedule runs, by name."""
+    return list(PeriodicTask.objects.order_by("task").values_list("task", flat=True).distinct())
+
+
+# --- Schedules --------------------------------------------------------------------------------
+
+
+def schedule_names() -> list[str]:
+    """Every schedule's name, in order."""
+    return list(PeriodicTask.objects.order_by("name").values_list("name", flat=True))
+
+
+def policy_of(task: PeriodicTask) -> SchedulePolicy | None:
+    """The run-policy overrides of a saved schedule, if it has any."""
+    if task.pk is None:
+        return None
+    return SchedulePolicy.objects.filter(periodic_task_id=task.pk).first()
+
+
+def with_last_runs(queryset: QuerySet[Any]) -> QuerySet[Any]:
+    """Annotate each schedule with its newest run and its newest success (index-backed)."""
+    runs = JobRun.objects.filter(schedule=OuterRef("name")).order_by("-started_at")
+    succeeded = runs.filter(status=JobRun.Status.SUCCEEDED)
+    annotated: QuerySet[Any] = queryset.annotate(
+        last_run_id=Subquery(runs.values("pk")[:1]),
+        last_status=Subquery(runs.values("status")[:1]),
+        last_started_at=Subquery(runs.values("started_at")[:1]),
+        last_duration=Subquery(runs.values("duration_seconds")[:1]),
+        last_success_at=Subquery(succeeded.values("started_at")[:1]),
+    )
+    return annotated
+
+
+def recent_runs(schedule: str, count: int) -> QuerySet[JobRun]:
+    """The newest `count` runs of the schedule named `schedule`, newest first."""
+    return JobRun.objects.filter(schedule=schedule).order_by("-started_at")[:count]
