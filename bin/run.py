@@ -102,11 +102,10 @@ def start_private_redis(url: str) -> subprocess.Popen[bytes]:
 
 
 def procfile() -> dict[str, str]:
-    processes = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, command = line.partition(":")
-            processes[name.strip()] = command.strip()
+    """The Procfile's processes by name, read by honcho's own parser (what `honcho start` runs)."""
+    from honcho.environ import parse_procfile
+
+    processes: dict[str, str] = parse_procfile((ROOT / "Procfile").read_text()).processes
     return processes
 
 
