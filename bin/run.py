@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config import redis_server  # noqa: E402  (needs ROOT on the path)
+from devtools import redis_server  # noqa: E402  (needs ROOT on the path)
 
 VAR = ROOT / "var"
 ENV_FILE = Path(os.environ.get("ENV_FILE", ROOT / ".env"))

@@ -21,6 +21,9 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
+# A million runs in seconds, in SQL; shared with bench/admin.py, hence kept outside tests/.
+from devtools.bulk_runs import insert_runs as insert_runs
+
 COUNTS = {"crontab": 200, "interval": 120, "solar": 80, "clocked": 110}
 ZONES = ["Asia/Shanghai", "UTC", "America/New_York"]
 # (minute, hour, day_of_month, month_of_year, day_of_week), weight

@@ -13,7 +13,7 @@ from aiosmtpd.controller import Controller
 from django.core.cache import cache
 
 from config.celery import app
-from config.redis_server import free_port
+from devtools.redis_server import free_port
 from jobs.health import JOB_HEALTH_KEY
 from jobs.models import Backup, Report
 from scheduler.models import JobRun

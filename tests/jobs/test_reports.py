@@ -17,7 +17,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from config.redis_server import free_port
+from devtools.redis_server import free_port
 from jobs.models import Backup, Report
 from jobs.reports import daily_report
 from scheduler.models import JobRun

@@ -93,7 +93,7 @@ def test_human_duration(seconds: float | None, text: str) -> None:
 def test_run_list_of_a_million_runs_renders_with_a_bounded_number_of_queries(
     admin_client: Client, django_assert_max_num_queries
 ) -> None:
-    from tests.scheduler.bulk_runs import insert_runs
+    from tests.factories import insert_runs
 
     insert_runs(1_000_000, spacing_seconds=90)  # about three years
     assert JobRun.objects.count() == 1_000_000

@@ -144,7 +144,7 @@ def test_a_dead_redis_before_the_start_is_retried_and_records_nothing(
 ) -> None:
     import redis
 
-    from config.redis_server import free_port
+    from devtools.redis_server import free_port
 
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     monkeypatch.setattr(leases, "_client", None)
