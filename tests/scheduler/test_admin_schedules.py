@@ -627,43 +627,6 @@ def test_nothing_without_login(client: Client) -> None:
 # --- Permissions ---------------------------------------------------------------------------------
 
 
-def _perms(group: str) -> set[str]:
-    return {
-        f"{p.content_type.app_label}.{p.codename}"
-        for p in Group.objects.get(name=group).permissions.select_related("content_type")
-    }
-
-
-def test_groups_carry_the_intended_permissions() -> None:
-    schedule_models = [
-        "scheduler.schedule",
-        "django_celery_beat.periodictask",
-        "django_celery_beat.crontabschedule",
-        "django_celery_beat.intervalschedule",
-        "django_celery_beat.solarschedule",
-        "django_celery_beat.clockedschedule",
-    ]
-    records = [
-        "scheduler.jobrun",
-        "jobs.backup",
-        "jobs.report",
-        "jobs.workerheartbeat",
-    ]
-
-    def perm(model: str, action: str) -> str:
-        app_label, name = model.split(".")
-        return f"{app_label}.{action}_{name}"
-
-    assert _perms("Schedule editors") == {
-        *(perm(m, a) for m in schedule_models for a in ("add", "change", "delete", "view")),
-        "scheduler.run_schedule",
-        "scheduler.change_schedulepolicy",
-        "scheduler.view_schedulepolicy",
-        *(perm(m, "view") for m in records),
-    }
-    assert _perms("Viewers") == {perm(m, "view") for m in [*schedule_models, *records]}
-
-
 def test_a_viewer_sees_but_cannot_change(viewer_client: Client) -> None:
     schedule = make_schedule("report", task="jobs.daily_report")
     SchedulePolicy.objects.create(periodic_task=schedule, soft_time_limit=100)
