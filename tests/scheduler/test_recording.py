@@ -12,6 +12,7 @@ from config.celery import app
 from scheduler import leases, runs
 from scheduler.models import JobRun
 from scheduler.runs import mark_lost_runs, row_to_json, write_unwritten_rows
+from tests.factories import create_run, job_run
 
 pytestmark = pytest.mark.django_db
 
@@ -38,14 +39,7 @@ def test_a_skipped_run_costs_one_query(django_assert_num_queries) -> None:
 
 
 def _running(job: str, started_ago: timedelta) -> JobRun:
-    return JobRun.objects.create(
-        task_id=f"t-{job}-{started_ago.total_seconds()}",
-        job=job,
-        trigger="manual",
-        started_at=timezone.now() - started_ago,
-        status=S.RUNNING,
-        worker="w@h",
-    )
+    return create_run(job, S.RUNNING, timezone.now() - started_ago, trigger="manual", worker="w@h")
 
 
 def test_lost_run_check_closes_only_runs_whose_lease_is_gone() -> None:
@@ -71,7 +65,7 @@ def test_lost_run_check_closes_only_runs_whose_lease_is_gone() -> None:
 
 def _finished(task_id: str, finished_ago: timedelta) -> JobRun:
     finished_at = timezone.now() - finished_ago
-    return JobRun(
+    return job_run(
         task_id=task_id,
         job="tests.noop",
         schedule="every-minute",
