@@ -82,8 +82,8 @@ def main() -> int:
     from django.test import Client
     from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
 
+    from devtools.bulk_runs import insert_runs
     from scheduler.models import JobRun
-    from tests.scheduler.bulk_runs import insert_runs
 
     settings.ROOT_URLCONF = "bench.admin_urls"
     # The manifest needs collectstatic; the bench is about queries and rendering, not assets.

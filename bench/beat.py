@@ -60,7 +60,7 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config import redis_server  # noqa: E402  (needs ROOT on the path)
+from devtools import redis_server  # noqa: E402  (needs ROOT on the path)
 
 CELERY = str(Path(sys.executable).parent / "celery")
 DEFAULT_SIZES = "1000,10000,100000"

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config import redis_server  # noqa: E402  (needs ROOT on the path)
+from devtools import redis_server  # noqa: E402  (needs ROOT on the path)
 
 
 class _Sink(BaseHTTPRequestHandler):

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config import redis_server  # noqa: E402  (needs ROOT on the path)
+from devtools import redis_server  # noqa: E402  (needs ROOT on the path)
 
 VAR = ROOT / "var"
 ENV_FILE = Path(os.environ.get("ENV_FILE", ROOT / ".env"))
@@ -102,11 +102,10 @@ def start_private_redis(url: str) -> subprocess.Popen[bytes]:
 
 
 def procfile() -> dict[str, str]:
-    processes = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, command = line.partition(":")
-            processes[name.strip()] = command.strip()
+    """The Procfile's processes by name, read by honcho's own parser (what `honcho start` runs)."""
+    from honcho.environ import parse_procfile
+
+    processes: dict[str, str] = parse_procfile((ROOT / "Procfile").read_text()).processes
     return processes
 
 

@@ -1,6 +1,8 @@
 from typing import Any
 
 from django.apps import AppConfig
+from django.apps import apps as global_apps
+from django.apps.registry import Apps
 from django.db.models.signals import post_migrate
 from django.utils.module_loading import autodiscover_modules
 
@@ -15,6 +17,7 @@ class SchedulerConfig(AppConfig):
         from scheduler import checks, signals  # noqa: F401  (register checks, connect handlers)
 
         post_migrate.connect(_install_change_triggers, sender=self)
+        post_migrate.connect(_grant_groups, sender=self)
 
 
 def _install_change_triggers(using: str = "default", **kwargs: Any) -> None:
@@ -24,3 +27,42 @@ def _install_change_triggers(using: str = "default", **kwargs: Any) -> None:
     from scheduler.engine import changes
 
     changes.install(connections[using])
+
+
+# django-celery-beat's schedule models: the scheduler's admin edits them, so it grants them.
+BEAT_MODELS = [
+    "periodictask",
+    "crontabschedule",
+    "intervalschedule",
+    "solarschedule",
+    "clockedschedule",
+]
+
+
+def _grant_groups(
+    sender: AppConfig, using: str = "default", apps: Apps = global_apps, **kwargs: Any
+) -> None:
+    """Editors manage schedules and see runs; viewers see both."""
+    from scheduler import groups
+
+    groups.grant(
+        sender,
+        {
+            groups.EDITORS: [
+                *groups.manage("schedule"),
+                "run_schedule",
+                "change_schedulepolicy",
+                "view_schedulepolicy",
+                *groups.view("jobrun"),
+            ],
+            groups.VIEWERS: groups.view("schedule", "jobrun"),
+        },
+        using,
+        apps,
+    )
+    groups.grant(
+        global_apps.get_app_config("django_celery_beat"),
+        {groups.EDITORS: groups.manage(*BEAT_MODELS), groups.VIEWERS: groups.view(*BEAT_MODELS)},
+        using,
+        apps,
+    )

@@ -1,5 +1,9 @@
 """Rows tests build. One module for them all (see CONVENTIONS.md); grown as tests need rows.
 
+Runs: `job_run` (unsaved), `create_run`, `create_runs` (bulk) and `insert_runs` (a million, in
+SQL). Schedules: `make_schedule`; `many_schedules_and_runs` for query budgets. Users of the
+admin's groups: `user_in`. Backups: `create_backup`. A site's worth of rows: `sample_site`.
+
 `differential_schedules` is the random schedule set of the differential test
 (tests/scheduler/test_engine_differential.py): every kind of timing, every option a
 PeriodicTask row can carry, reproducible from a seeded `random.Random`.
@@ -9,17 +13,168 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+import secrets
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from io import StringIO
 from typing import Any
+from uuid import uuid4
 
+from django.contrib.auth.models import Group, User
+from django.core.management import call_command
+from django.utils import timezone
 from django_celery_beat.models import (
     ClockedSchedule,
     CrontabSchedule,
     IntervalSchedule,
     PeriodicTask,
+    PeriodicTasks,
     SolarSchedule,
 )
+
+# A million runs in seconds, in SQL; shared with bench/admin.py, hence kept outside tests/.
+from devtools.bulk_runs import insert_runs as insert_runs
+from jobs.models import Backup, WorkerHeartbeat
+from scheduler.models import JobRun, Schedule
+from scheduler.sync import get_crontab
+
+# A PBKDF2 hash made once: hashing a password per test user would cost seconds.
+PASSWORD_HASH = "pbkdf2_sha256$1000000$salt$" + "A" * 43 + "="
+
+# --- Runs ---------------------------------------------------------------------------------------
+
+
+def job_run(
+    job: str = "jobs.heartbeat",
+    status: str = JobRun.Status.SUCCEEDED,
+    started_at: datetime | None = None,
+    duration: float | None = None,
+    **fields: Any,
+) -> JobRun:
+    """An unsaved run: by default a scheduled run of `job` that succeeded just now, with a
+    task id of its own. `duration` (seconds) sets finished_at and duration_seconds."""
+    started_at = timezone.now() if started_at is None else started_at
+    if duration is not None:
+        fields.setdefault("finished_at", started_at + timedelta(seconds=duration))
+        fields.setdefault("duration_seconds", duration)
+    fields.setdefault("task_id", uuid4().hex)
+    fields.setdefault("trigger", JobRun.Trigger.SCHEDULE)
+    return JobRun(job=job, status=status, started_at=started_at, **fields)
+
+
+def create_run(
+    job: str = "jobs.heartbeat",
+    status: str = JobRun.Status.SUCCEEDED,
+    started_at: datetime | None = None,
+    duration: float | None = None,
+    **fields: Any,
+) -> JobRun:
+    """`job_run`, saved."""
+    run = job_run(job, status, started_at, duration, **fields)
+    run.save()
+    return run
+
+
+def create_runs(runs: Iterable[JobRun], batch_size: int = 5000) -> list[JobRun]:
+    """Save many `job_run`s at once (bulk_create)."""
+    return JobRun.objects.bulk_create(runs, batch_size=batch_size)
+
+
+# --- Schedules, users, backups ------------------------------------------------------------------
+
+
+def make_schedule(
+    name: str, expression: str = "0 15 * * *", tz: str | None = None, **fields: Any
+) -> Schedule:
+    fields.setdefault("task", "jobs.heartbeat")
+    schedule: Schedule = Schedule.objects.create(
+        name=name, crontab=get_crontab(expression, tz), **fields
+    )
+    return schedule
+
+
+def many_schedules_and_runs(schedules: int, runs: int) -> None:
+    """`schedules` schedules (crontab and interval in turn) and `runs` runs of them over 30
+    days, in rounds; the newest run of every schedule timed out."""
+    crontab = get_crontab("*/5 * * * *")
+    every_hour = IntervalSchedule.objects.create(every=1, period="hours")
+    Schedule.objects.bulk_create(
+        [
+            Schedule(
+                name=f"s{i:04d}",
+                task="jobs.heartbeat",
+                crontab=crontab if i % 2 else None,
+                interval=None if i % 2 else every_hour,
+            )
+            for i in range(schedules)
+        ],
+        batch_size=1000,
+    )
+    PeriodicTasks.update_changed()
+    start = timezone.now() - timedelta(days=30)
+    rounds = runs // schedules
+    statuses = ["succeeded", "failed", "succeeded"]
+    create_runs(
+        job_run(
+            task_id=f"t{i}",
+            schedule=f"s{i % schedules:04d}",
+            trigger="schedule",
+            started_at=start + timedelta(seconds=i * 20),
+            duration_seconds=1.5,
+            # The newest run of every schedule timed out.
+            status="timed_out" if i // schedules == rounds - 1 else statuses[i % 3],
+        )
+        for i in range(runs)
+    )
+
+
+def user_in(group: str, name: str) -> User:
+    """A staff user in one of the admin's groups (no password: log in with force_login)."""
+    user = User.objects.create(username=name, is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+def create_backup(
+    created_at: datetime, path: str, engine: str, verified: bool = True, size_bytes: int = 1
+) -> Backup:
+    """A Backup row (its file is the caller's business)."""
+    return Backup.objects.create(
+        created_at=created_at,
+        path=path,
+        size_bytes=size_bytes,
+        sha256="0" * 64,
+        duration_seconds=1,
+        engine=engine,
+        verified=verified,
+    )
+
+
+def sample_site() -> None:
+    """What a site holds: users, run history with results and tracebacks, schedules."""
+    for name in ("ops", "alice", "夜班"):
+        User.objects.create(username=name, email=f"{name}@example.com", password=PASSWORD_HASH)
+    start = timezone.now() - timedelta(days=3)
+    create_runs(
+        job_run(
+            task_id=f"task-{i}",
+            job="jobs.heartbeat" if i % 3 else "jobs.backup_database",
+            schedule="nightshift-heartbeat",
+            trigger=JobRun.Trigger.SCHEDULE,
+            started_at=start + timedelta(minutes=i),
+            finished_at=start + timedelta(minutes=i, seconds=2) if i % 7 else None,
+            status=JobRun.Status.SUCCEEDED if i % 5 else JobRun.Status.FAILED,
+            # Hex noise: enough data that the dump is tens of kilobytes even compressed.
+            traceback=f"Traceback ... {secrets.token_hex(200)}",
+            result={"n": i, "note": "ünïcode ✓", "ok": bool(i % 5)},
+        )
+        for i in range(400)
+    )
+    WorkerHeartbeat.objects.create(hostname="worker@box", last_seen_at=timezone.now(), runs=42)
+    call_command("sync_schedules", stdout=StringIO())
+
+
+# --- The differential test's schedules ----------------------------------------------------------
 
 COUNTS = {"crontab": 200, "interval": 120, "solar": 80, "clocked": 110}
 ZONES = ["Asia/Shanghai", "UTC", "America/New_York"]

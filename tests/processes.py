@@ -153,6 +153,43 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval:
         time.sleep(interval)
 
 
+# A run in these states has not ended yet; every other status is final.
+UNFINISHED = (JobRun.Status.RUNNING, JobRun.Status.RETRYING)
+
+
+def runs_of(task_id: str) -> list[JobRun]:
+    """Every row of one Celery task id (its attempts), in order."""
+    return list(JobRun.objects.filter(task_id=task_id).order_by("attempt", "id"))
+
+
+def started_run(task_id: str, timeout: float = 30) -> JobRun:
+    """The row of `task_id` once a worker has started it."""
+    return wait_for(
+        lambda: JobRun.objects.filter(task_id=task_id, status=JobRun.Status.RUNNING).first(),
+        timeout,
+        f"the run of {task_id} to start",
+    )
+
+
+def final_run(task_id: str, timeout: float = 30) -> JobRun:
+    """The run of `task_id` once it has ended (the newest ended row, should there be several)."""
+    return wait_for(
+        lambda: JobRun.objects.filter(task_id=task_id).exclude(status__in=UNFINISHED).first(),
+        timeout,
+        f"the final run of {task_id}",
+    )
+
+
+def final_runs(task_id: str, count: int = 1, timeout: float = 30) -> list[JobRun]:
+    """Every row of `task_id` once `count` of them have ended (the attempts of a retried job)."""
+
+    def probe() -> list[JobRun] | None:
+        found = runs_of(task_id)
+        return found if sum(r.status not in UNFINISHED for r in found) >= count else None
+
+    return wait_for(probe, timeout, f"{count} finished run(s) of {task_id}")
+
+
 @dataclass
 class Ledger:
     """One schedule's slots up to a moment, each with the rows written for it: what a user

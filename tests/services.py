@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from config import redis_server
+from devtools import redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

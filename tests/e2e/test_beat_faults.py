@@ -32,7 +32,7 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from psycopg import sql
 
-from config import redis_server
+from devtools import redis_server
 from scheduler.models import JobRun, SchedulePolicy
 from scheduler.redis_client import client as redis_client
 from tests.processes import (

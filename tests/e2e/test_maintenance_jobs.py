@@ -13,11 +13,11 @@ from aiosmtpd.controller import Controller
 from django.core.cache import cache
 
 from config.celery import app
-from config.redis_server import free_port
+from devtools.redis_server import free_port
 from jobs.health import JOB_HEALTH_KEY
 from jobs.models import Backup, Report
 from scheduler.models import JobRun
-from tests.processes import Process, child_env, start_worker, wait_for
+from tests.processes import Process, child_env, final_run, start_worker, wait_for
 from tests.smtp_server import Inbox
 
 pytestmark = pytest.mark.e2e
@@ -51,22 +51,10 @@ def result(run: JobRun) -> dict[str, Any]:
     return run.result
 
 
-def finished(task_id: str, timeout: float = 90) -> JobRun:
-    return wait_for(
-        lambda: (
-            JobRun.objects.filter(task_id=task_id)
-            .exclude(status__in=["running", "retrying"])
-            .first()
-        ),
-        timeout,
-        f"the run of {task_id}",
-    )
-
-
 def test_each_maintenance_job_runs_on_a_real_worker(
     worker: Process, tmp_path: Path, inbox: Inbox
 ) -> None:
-    backup_run = finished(app.send_task("jobs.backup_database").id)
+    backup_run = final_run(app.send_task("jobs.backup_database").id, timeout=90)
     assert backup_run.status == "succeeded", backup_run.error_message
     backup = Backup.objects.get()
     assert backup.verified and backup.pk == result(backup_run)["backup_id"]
@@ -74,7 +62,7 @@ def test_each_maintenance_job_runs_on_a_real_worker(
     assert path.parent == tmp_path / "backups"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
-    report_run = finished(app.send_task("jobs.daily_report").id)
+    report_run = final_run(app.send_task("jobs.daily_report").id, timeout=90)
     assert report_run.status == "succeeded", report_run.error_message
     report = Report.objects.get()
     assert result(report_run)["emailed_to"] == ["ops@example.com"]
@@ -85,12 +73,12 @@ def test_each_maintenance_job_runs_on_a_real_worker(
     assert path.name in report.text
 
     cache.delete(JOB_HEALTH_KEY)
-    refresh_run = finished(app.send_task("jobs.refresh_cache").id)
+    refresh_run = final_run(app.send_task("jobs.refresh_cache").id, timeout=90)
     assert refresh_run.status == "succeeded", refresh_run.error_message
     assert JOB_HEALTH_KEY in result(refresh_run)["refreshed"]
     summary = cache.get(JOB_HEALTH_KEY)
     assert "jobs.backup_database" in {job["job"] for job in summary["jobs"]}
 
-    housekeeping_run = finished(app.send_task("jobs.housekeeping").id)
+    housekeeping_run = final_run(app.send_task("jobs.housekeeping").id, timeout=90)
     assert housekeeping_run.status == "succeeded", housekeeping_run.error_message
     assert result(housekeeping_run)["runs"] == 0  # nothing is older than JOB_HISTORY_DAYS

@@ -12,20 +12,19 @@ from config.celery import app
 from scheduler.models import JobRun
 from scheduler.recording import rows
 from scheduler.redis_client import client as redis_client
-from tests.processes import Process, child_env, start_beat, start_worker, wait_for
+from tests.processes import (
+    Process,
+    child_env,
+    final_runs,
+    runs_of,
+    start_beat,
+    start_worker,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
 S = JobRun.Status
-DONE = [
-    S.SUCCEEDED,
-    S.FAILED,
-    S.TIMED_OUT,
-    S.LOST,
-    S.SKIPPED_OVERLAP,
-    S.SKIPPED_DUPLICATE,
-    S.EXPIRED,
-]
 
 
 @pytest.fixture
@@ -37,18 +36,6 @@ def worker(processes: list[Process]) -> Process:
 
 def send(name: str, **kwargs: object) -> str:
     return app.send_task(name, kwargs=kwargs).id
-
-
-def runs_of(task_id: str) -> list[JobRun]:
-    return list(JobRun.objects.filter(task_id=task_id).order_by("attempt", "id"))
-
-
-def final_runs(task_id: str, count: int = 1, timeout: float = 30) -> list[JobRun]:
-    def probe() -> list[JobRun] | None:
-        found = runs_of(task_id)
-        return found if len([r for r in found if r.status in DONE]) >= count else None
-
-    return wait_for(probe, timeout, f"{count} finished run(s) of {task_id}")
 
 
 def test_success_is_recorded_with_result_worker_and_times(worker: Process) -> None:

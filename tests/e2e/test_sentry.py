@@ -14,7 +14,15 @@ from config.celery import app
 from jobs.models import WorkerHeartbeat
 from scheduler.models import JobRun
 from scheduler.sync import get_crontab
-from tests.processes import Process, child_env, start_beat, start_worker, wait_for
+from tests.processes import (
+    Process,
+    child_env,
+    final_run,
+    start_beat,
+    start_worker,
+    started_run,
+    wait_for,
+)
 from tests.sentry_server import SentryServer
 
 pytestmark = pytest.mark.e2e
@@ -30,18 +38,6 @@ def sentry_env(server: SentryServer, **extra: str) -> dict[str, str]:
 
 def checkins_of(server: SentryServer, slug: str) -> list[dict[str, Any]]:
     return [c for c in server.of_type("check_in") if c.get("monitor_slug") == slug]
-
-
-def final_run(task_id: str, timeout: float = 40) -> JobRun:
-    return wait_for(
-        lambda: (
-            JobRun.objects.filter(task_id=task_id)
-            .exclude(status__in=[S.RUNNING, S.RETRYING])
-            .first()
-        ),
-        timeout,
-        f"the final run of {task_id}",
-    )
 
 
 def only_event(server: SentryServer) -> dict[str, Any]:
@@ -122,7 +118,7 @@ def test_failing_job_sends_one_event_for_on_call_without_secrets(
     task_id = app.send_task(
         "tests.fail", kwargs={"message": "disk on fire", "db_password": "hunter2-secret"}
     ).id
-    run = final_run(task_id)
+    run = final_run(task_id, timeout=40)
     assert run.status == S.FAILED
 
     event = only_event(sentry_server)
@@ -148,7 +144,7 @@ def test_retries_are_breadcrumbs_and_only_the_final_failure_is_an_event(
         start_worker("e2e-retry-worker", sentry_env(sentry_server), app="tests.e2e_app")
     )
     task_id = app.send_task("tests.always_transient").id
-    run = final_run(task_id)
+    run = final_run(task_id, timeout=40)
     assert (run.status, run.attempt) == (S.FAILED, 3)
 
     event = only_event(sentry_server)
@@ -169,7 +165,7 @@ def test_timeout_sends_one_event(processes: list[Process], sentry_server: Sentry
     processes.append(
         start_worker("e2e-slow-worker", sentry_env(sentry_server), app="tests.e2e_app")
     )
-    run = final_run(app.send_task("tests.slow", kwargs={"seconds": 30}).id)
+    run = final_run(app.send_task("tests.slow", kwargs={"seconds": 30}).id, timeout=40)
     assert run.status == S.TIMED_OUT
     event = only_event(sentry_server)
     assert event["tags"]["run_status"] == "timed_out"
@@ -182,7 +178,7 @@ def test_lost_run_sends_one_event(processes: list[Process], sentry_server: Sentr
     doomed = start_worker("e2e-doomed", env, app="tests.e2e_app")
     processes.append(doomed)
     task_id = app.send_task("tests.sleep", kwargs={"seconds": 60}).id
-    wait_for(lambda: JobRun.objects.filter(task_id=task_id, status=S.RUNNING).exists(), 30, "start")
+    started_run(task_id)
     doomed.kill()
     processes.append(start_worker("e2e-checker", env, app="tests.e2e_app"))
 

@@ -12,7 +12,14 @@ from config.celery import app
 from scheduler.models import JobRun
 from scheduler.recording import leases, rows
 from scheduler.redis_client import client as redis_client
-from tests.processes import Process, child_env, start_worker, wait_for, wait_until_ready
+from tests.processes import (
+    Process,
+    child_env,
+    start_worker,
+    started_run,
+    wait_for,
+    wait_until_ready,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -25,11 +32,7 @@ def test_killed_worker_leaves_a_lost_run_and_no_stuck_lock(processes: list[Proce
     doomed = start_worker("doomed-worker", env, app="tests.e2e_app")
     processes.append(doomed)
     task_id = app.send_task("tests.sleep", kwargs={"seconds": 60}).id
-    run = wait_for(
-        lambda: JobRun.objects.filter(task_id=task_id, status=S.RUNNING).first(),
-        30,
-        "the run to start",
-    )
+    run = started_run(task_id)
     assert redis_client().exists(leases.lock_key("tests.sleep", ""))
 
     doomed.kill()

@@ -1,7 +1,5 @@
-"""Backups of the configured database (PostgreSQL or SQLite), their retention, and restores.
-
-CI runs the suite once per engine; tests that exercise the engine itself are parametrized with
-the configured one (ENGINE), and failure cases list what can go wrong with that engine.
+"""Backups of the configured database (PostgreSQL or SQLite): verified, private, restorable, and
+nothing lost when one fails (tests/jobs/databases.py says which engine).
 """
 
 from __future__ import annotations
@@ -13,95 +11,42 @@ import resource
 import secrets
 import shutil
 import signal
-import sqlite3
 import stat
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
-from io import StringIO
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import psycopg
 import pytest
 import time_machine
 from celery.exceptions import SoftTimeLimitExceeded
-from django.contrib.auth.models import User
 from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
 from jobs.backups import (
     BackupError,
     BackupVerificationError,
-    RetentionItem,
     apply_retention,
     backup_database,
-    backups_to_keep,
 )
-from jobs.models import Backup, WorkerHeartbeat
-from scheduler.models import JobRun
+from jobs.models import Backup
+from tests.factories import create_backup
+from tests.jobs.databases import ENGINE, EXTENSION, raw_connect, snapshot
 
 # pg_dump and the SQLite backup read from their own connections: data must be committed.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ENGINE = "postgresql" if connection.vendor == "postgresql" else "sqlite"
-EXTENSION = {"postgresql": ".dump", "sqlite": ".sqlite3.gz"}[ENGINE]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-# A PBKDF2 hash made once: hashing a password per test user would cost seconds.
-PASSWORD_HASH = "pbkdf2_sha256$1000000$salt$" + "A" * 43 + "="
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def shanghai(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=SHANGHAI)
-
-
 # --- Real databases, compared row by row -----------------------------------------------------
-
-
-def raw_connect(db: Mapping[str, Any]) -> Any:
-    """A DB-API connection of its own, so both sides of a comparison decode values alike."""
-    if ENGINE == "sqlite":
-        return sqlite3.connect(db["NAME"])
-    return psycopg.connect(
-        dbname=db["NAME"],
-        host=db.get("HOST") or None,
-        port=db.get("PORT") or None,
-        user=db.get("USER") or None,
-        password=db.get("PASSWORD") or None,
-        autocommit=True,
-    )
-
-
-def snapshot(db: Mapping[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table (and, on PostgreSQL, every sequence's position)."""
-    conn = raw_connect(db)
-    try:
-        cur = conn.cursor()
-        if ENGINE == "sqlite":
-            cur.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' "
-                "AND (name NOT LIKE 'sqlite_%' OR name = 'sqlite_sequence')"
-            )
-        else:
-            cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        tables = sorted(row[0] for row in cur.fetchall())
-        rows = {}
-        for table in tables:
-            cur.execute(f'SELECT * FROM "{table}"')  # noqa: S608 (names from the catalog)
-            rows[table] = sorted(cur.fetchall(), key=repr)
-        if ENGINE == "postgresql":
-            cur.execute("SELECT sequencename, last_value FROM pg_sequences")
-            rows["<sequences>"] = sorted(cur.fetchall(), key=repr)
-        return rows
-    finally:
-        conn.close()
 
 
 def database_url(db: Mapping[str, Any]) -> str:
@@ -127,37 +72,6 @@ def other_database(tmp_path: Path) -> Iterator[dict[str, Any]]:
         admin.execute(f'DROP DATABASE IF EXISTS "{target["NAME"]}" WITH (FORCE)')
     finally:
         admin.close()
-
-
-@pytest.fixture
-def backup_dir(tmp_path: Path, settings: Any) -> Path:
-    settings.BACKUP_DIR = tmp_path / "backups"
-    return tmp_path / "backups"
-
-
-@pytest.fixture
-def sample_data() -> None:
-    """What a site holds: users, run history with results and tracebacks, schedules."""
-    for name in ("ops", "alice", "夜班"):
-        User.objects.create(username=name, email=f"{name}@example.com", password=PASSWORD_HASH)
-    start = timezone.now() - timedelta(days=3)
-    JobRun.objects.bulk_create(
-        JobRun(
-            task_id=f"task-{i}",
-            job="jobs.heartbeat" if i % 3 else "jobs.backup_database",
-            schedule="nightshift-heartbeat",
-            trigger=JobRun.Trigger.SCHEDULE,
-            started_at=start + timedelta(minutes=i),
-            finished_at=start + timedelta(minutes=i, seconds=2) if i % 7 else None,
-            status=JobRun.Status.SUCCEEDED if i % 5 else JobRun.Status.FAILED,
-            # Hex noise: enough data that the dump is tens of kilobytes even compressed.
-            traceback=f"Traceback ... {secrets.token_hex(200)}",
-            result={"n": i, "note": "ünïcode ✓", "ok": bool(i % 5)},
-        )
-        for i in range(400)
-    )
-    WorkerHeartbeat.objects.create(hostname="worker@box", last_seen_at=timezone.now(), runs=42)
-    call_command("sync_schedules", stdout=StringIO())
 
 
 def test_backup_is_verified_private_and_restores_row_by_row_into_another_database(
@@ -237,108 +151,6 @@ def test_backup_is_verified_private_and_restores_row_by_row_into_another_databas
             f"PGPASSWORD= PGPASSFILE={passfile}",
         ]
         assert password not in out + caplog.text + row.verification
-
-
-def test_restore_of_a_file_with_no_row_into_the_configured_database(
-    sample_data: None, backup_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    before = snapshot(connection.settings_dict)
-    result = backup_database(backup_dir)
-    copy = tmp_path / f"copy{EXTENSION}"
-    shutil.copy(result.path, copy)
-    User.objects.filter(username="alice").delete()
-    JobRun.objects.filter(status=JobRun.Status.FAILED).update(error_message="edited")
-    WorkerHeartbeat.objects.create(hostname="new@box", last_seen_at=timezone.now())
-
-    with pytest.raises(CommandError, match="refusing to restore without --yes"):
-        call_command("restore_backup", str(copy))
-    out = capsys.readouterr().out
-    assert "no Backup row records this file, so its SHA-256 cannot be checked" in out
-    assert not User.objects.filter(username="alice").exists()
-
-    call_command("restore_backup", str(copy), "--yes")
-
-    # Everything as it was when the backup was taken (its own row came after the dump).
-    assert snapshot(connection.settings_dict) == before
-    assert User.objects.filter(username="alice").exists()
-    assert not Backup.objects.exists()
-
-
-def test_restore_refuses_without_yes_naming_what_it_would_overwrite(
-    sample_data: None, backup_dir: Path
-) -> None:
-    result = backup_database(backup_dir)
-    User.objects.filter(username="ops").delete()
-
-    with pytest.raises(CommandError) as refused:
-        call_command("restore_backup", str(result.path))
-
-    name = connection.settings_dict["NAME"]
-    what = (
-        f"the SQLite database {Path(name).absolute()}"
-        if ENGINE == "sqlite"
-        else f'the PostgreSQL database "{name}"'
-    )
-    assert f"refusing to restore without --yes: this would overwrite {what}" in str(refused.value)
-    assert not User.objects.filter(username="ops").exists()
-
-
-def test_restore_refuses_a_damaged_file(sample_data: None, backup_dir: Path) -> None:
-    result = backup_database(backup_dir)
-    data = bytearray(result.path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    result.path.write_bytes(data)
-    User.objects.filter(username="ops").delete()
-
-    with pytest.raises(CommandError, match=r"SHA-256 mismatch for backup #\d+ .*nothing was"):
-        call_command("restore_backup", str(result.backup_id), "--yes")
-
-    assert not User.objects.filter(username="ops").exists()
-    assert Backup.objects.filter(pk=result.backup_id).exists()
-
-
-@pytest.mark.parametrize(
-    ("argument", "extra", "message"),
-    [
-        ("999999", [], r"there is no backup #999999"),
-        ("{tmp}/nothing-here.dump", [], r"nothing-here.dump: no such file"),
-        ("{tmp}/notes.txt", [], r"is neither a pg_dump archive nor a gzipped SQLite backup"),
-        ("{tmp}/other-engine", [], r"is a (PostgreSQL|SQLite) backup; the .* is (SQLite|Postgre)"),
-        (
-            "{tmp}/notes.txt",
-            ["--database-url", "mysql://u@h/db"],
-            "not django.db.backends.mysql",
-        ),
-        (
-            "{tmp}/notes.txt",
-            ["--database-url", "postgres://u:secret@127.0.0.1:5432/db"],
-            "refusing a password in --database-url",
-        ),
-    ],
-    ids=[
-        "unknown id",
-        "missing file",
-        "not a backup",
-        "other engine",
-        "unsupported target",
-        "password on the command line",
-    ],
-)
-def test_restore_rejects_bad_input_with_a_clear_message(
-    tmp_path: Path, argument: str, extra: list[str], message: str
-) -> None:
-    (tmp_path / "notes.txt").write_text("hello")
-    # A file of the other engine: a gzip stream for PostgreSQL, a pg_dump header for SQLite.
-    (tmp_path / "other-engine").write_bytes(
-        b"\x1f\x8b\x08\x00rest" if ENGINE == "postgresql" else b"PGDMP\x01\x0e"
-    )
-    User.objects.create(username="kept", password=PASSWORD_HASH)
-
-    with pytest.raises(CommandError, match=message) as error:
-        call_command("restore_backup", argument.format(tmp=tmp_path), *extra, "--yes")
-
-    assert "secret" not in str(error.value)
-    assert User.objects.filter(username="kept").exists()
 
 
 # --- Failures lose nothing ----------------------------------------------------------------
@@ -569,17 +381,7 @@ def test_the_task_backs_up_then_prunes_to_the_policy(backup_dir: Path, settings:
         path = backup_dir / f"old-{days}{EXTENSION}"
         path.write_bytes(b"x")
         created = timezone.now() - timedelta(days=days)
-        old.append(
-            Backup.objects.create(
-                created_at=created,
-                path=str(path),
-                size_bytes=1,
-                sha256="0" * 64,
-                duration_seconds=1,
-                engine=ENGINE,
-                verified=True,
-            )
-        )
+        old.append(create_backup(created, str(path), ENGINE))
 
     result = backup_database_task.run()
 
@@ -589,121 +391,3 @@ def test_the_task_backs_up_then_prunes_to_the_policy(backup_dir: Path, settings:
     assert sorted(os.listdir(backup_dir)) == sorted(
         [Path(str(result["path"])).name, "old-1" + EXTENSION]
     )
-
-
-# --- Retention ------------------------------------------------------------------------------
-
-
-def test_retention_keeps_the_newest_of_each_shanghai_day_week_and_month() -> None:
-    items = [
-        RetentionItem(1, shanghai("2024-01-15 03:00"), True),
-        RetentionItem(2, shanghai("2024-02-10 03:00"), True),
-        RetentionItem(3, shanghai("2024-02-28 03:00"), True),
-        RetentionItem(4, shanghai("2024-03-20 03:00"), True),
-        RetentionItem(5, shanghai("2024-03-31 23:30"), True),  # Sunday: ISO week 13, March
-        RetentionItem(6, shanghai("2024-04-01 00:30"), True),  # in UTC still March 31
-        RetentionItem(7, shanghai("2024-04-01 02:30"), True),
-        RetentionItem(8, shanghai("2024-04-02 02:30"), False),  # failed, older than 9
-        RetentionItem(9, shanghai("2024-04-03 02:30"), True),
-        RetentionItem(10, shanghai("2024-04-04 02:30"), False),  # failed, newest: kept
-    ]
-
-    kept = backups_to_keep(items, daily=3, weekly=2, monthly=3)
-
-    # Days Apr 3, Apr 1, Mar 31; weeks 14 and 13; months April, March, February.
-    assert kept == {9, 7, 5, 3, 10}
-
-
-def test_retention_of_eighteen_months_of_nightly_backups_with_the_default_policy() -> None:
-    first = shanghai("2023-01-01 02:30")
-    items = [RetentionItem(n, first + timedelta(days=n), True) for n in range(532)]
-    assert items[-1].created_at == shanghai("2024-06-15 02:30")  # a Saturday
-
-    kept = backups_to_keep(items, daily=7, weekly=4, monthly=12)
-
-    days = {f"{item.created_at:%Y-%m-%d}" for item in items if item.id in kept}
-    assert days == {
-        # the last 7 days
-        *(f"2024-06-{d:02d}" for d in range(9, 16)),
-        # the newest of ISO weeks 24 (Jun 15), 23 (Jun 9), 22 (Jun 2) and 21 (May 26)
-        "2024-06-02",
-        "2024-05-26",
-        # the newest of the last 12 months, June 2024 back to July 2023
-        *("2024-05-31", "2024-04-30", "2024-03-31", "2024-02-29", "2024-01-31"),
-        *("2023-12-31", "2023-11-30", "2023-10-31", "2023-09-30", "2023-08-31", "2023-07-31"),
-    }
-    assert len(kept) == 20
-
-
-def test_retention_removes_nothing_until_a_backup_is_verified() -> None:
-    items = [
-        RetentionItem(n, shanghai("2024-01-01 02:30") + timedelta(days=n), False) for n in range(40)
-    ]
-    assert backups_to_keep(items, daily=1, weekly=0, monthly=0) == set(range(40))
-    assert backups_to_keep(
-        [*items, RetentionItem(99, shanghai("2023-01-01"), True)], daily=0, weekly=0, monthly=0
-    ) == {99, *range(40)}
-
-
-def test_apply_retention_deletes_files_then_rows_and_keeps_exactly_the_promised_set(
-    backup_dir: Path, settings: Any
-) -> None:
-    settings.BACKUP_KEEP_DAILY, settings.BACKUP_KEEP_WEEKLY, settings.BACKUP_KEEP_MONTHLY = 2, 1, 2
-    settings.HOUSEKEEPING_BATCH_SIZE = 2  # several delete batches
-    backup_dir.mkdir(mode=0o700)
-    plan = [  # (name, Shanghai time, verified, file present)
-        ("jan", "2024-01-31 02:30", True, True),
-        ("feb-a", "2024-02-01 02:30", True, True),
-        ("feb-b", "2024-02-20 02:30", True, False),  # its file already gone: no error
-        ("feb-c", "2024-02-28 02:30", True, True),
-        ("mar-1", "2024-03-01 02:30", False, True),
-        ("mar-2a", "2024-03-02 01:00", True, True),
-        ("mar-2b", "2024-03-02 02:30", True, True),
-        ("mar-3", "2024-03-03 02:30", True, True),
-        ("mar-4", "2024-03-04 02:30", False, True),
-    ]
-    rows = {}
-    for name, at, verified, present in plan:
-        path = backup_dir / f"{name}{EXTENSION}"
-        if present:
-            path.write_bytes(name.encode())
-        rows[name] = Backup.objects.create(
-            created_at=shanghai(at),
-            path=str(path),
-            size_bytes=len(name),
-            sha256="0" * 64,
-            duration_seconds=1,
-            engine=ENGINE,
-            verified=verified,
-        )
-
-    removed = apply_retention()
-
-    # Days Mar 3 and Mar 2 (newest: mar-2b); ISO week 9 (mar-3); months March and February.
-    kept = {"mar-3", "mar-2b", "feb-c", "mar-4"}
-    assert {Path(r.path).stem.split(".")[0] for r in removed} == set(rows) - kept
-    assert set(Backup.objects.values_list("pk", flat=True)) == {rows[n].pk for n in kept}
-    assert sorted(os.listdir(backup_dir)) == sorted(f"{n}{EXTENSION}" for n in kept)
-
-    assert apply_retention() == []  # idempotent
-
-
-def test_a_verified_backup_whose_file_is_gone_does_not_let_older_ones_go(
-    backup_dir: Path, settings: Any
-) -> None:
-    settings.BACKUP_KEEP_DAILY, settings.BACKUP_KEEP_WEEKLY, settings.BACKUP_KEEP_MONTHLY = 1, 0, 0
-    backup_dir.mkdir(mode=0o700)
-    (backup_dir / "old.dump").write_bytes(b"the only restorable backup")
-    for name, day in (("old.dump", 1), ("gone.dump", 2)):
-        Backup.objects.create(
-            created_at=shanghai(f"2024-05-0{day} 02:30"),
-            path=str(backup_dir / name),
-            size_bytes=1,
-            sha256="0" * 64,
-            duration_seconds=1,
-            engine=ENGINE,
-            verified=True,
-        )
-
-    assert apply_retention() == []
-    assert (backup_dir / "old.dump").is_file() and Backup.objects.count() == 2

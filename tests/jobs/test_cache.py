@@ -26,6 +26,7 @@ from django_celery_beat.models import (
 
 from jobs import cache, health
 from scheduler.models import JobRun
+from tests.factories import create_run
 
 pytestmark = pytest.mark.django_db
 
@@ -200,17 +201,6 @@ def test_unknown_keys_are_an_error() -> None:
 # --- The job-health summary -----------------------------------------------------------------
 
 
-def add_run(job: str, status: str, started_at: datetime, **fields: Any) -> JobRun:
-    fields.setdefault("trigger", JobRun.Trigger.SCHEDULE)
-    return JobRun.objects.create(
-        task_id=f"t-{JobRun.objects.count()}",
-        job=job,
-        status=status,
-        started_at=started_at,
-        **fields,
-    )
-
-
 def crontab(expression: str, tz: str = "Asia/Shanghai") -> CrontabSchedule:
     minute, hour, day_of_month, month_of_year, day_of_week = expression.split()
     return CrontabSchedule.objects.create(
@@ -239,7 +229,7 @@ def test_job_health_summary_matches_the_runs_and_schedules() -> None:
         PeriodicTask.objects.create(
             name="nightly-backup", task="jobs.backup_database", crontab=crontab("30 2 * * *")
         )
-        add_run("jobs.backup_database", S.SUCCEEDED, NOW - timedelta(days=2))
+        create_run("jobs.backup_database", S.SUCCEEDED, NOW - timedelta(days=2))
 
         every_10 = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
         PeriodicTask.objects.create(
@@ -249,11 +239,11 @@ def test_job_health_summary_matches_the_runs_and_schedules() -> None:
         PeriodicTask.objects.filter(name="cache-every-10").update(
             last_run_at=NOW - timedelta(minutes=30)
         )
-        add_run(
+        create_run(
             "jobs.refresh_cache", S.SUCCEEDED, NOW - timedelta(minutes=3), schedule="cache-every-10"
         )
         # A manual run of the same schedule does not move beat's next dispatch.
-        add_run(
+        create_run(
             "jobs.refresh_cache",
             S.FAILED,
             NOW - timedelta(minutes=1),
@@ -264,11 +254,11 @@ def test_job_health_summary_matches_the_runs_and_schedules() -> None:
         PeriodicTask.objects.create(
             name="hb-off", task="jobs.heartbeat", crontab=crontab("* * * * *"), enabled=False
         )
-        add_run("jobs.heartbeat", S.LOST, NOW - timedelta(hours=24, minutes=1))
-        add_run("jobs.heartbeat", S.TIMED_OUT, NOW - timedelta(hours=23, minutes=59))
-        add_run("jobs.heartbeat", S.FAILED, NOW - timedelta(hours=2))
-        add_run("jobs.heartbeat", S.SUCCEEDED, NOW - timedelta(hours=1))
-        add_run("jobs.heartbeat", S.RUNNING, NOW - timedelta(minutes=5))
+        create_run("jobs.heartbeat", S.LOST, NOW - timedelta(hours=24, minutes=1))
+        create_run("jobs.heartbeat", S.TIMED_OUT, NOW - timedelta(hours=23, minutes=59))
+        create_run("jobs.heartbeat", S.FAILED, NOW - timedelta(hours=2))
+        create_run("jobs.heartbeat", S.SUCCEEDED, NOW - timedelta(hours=1))
+        create_run("jobs.heartbeat", S.RUNNING, NOW - timedelta(minutes=5))
 
         PeriodicTask.objects.create(
             name="report-daily", task="jobs.daily_report", crontab=crontab("0 8 * * *")
@@ -285,7 +275,9 @@ def test_job_health_summary_matches_the_runs_and_schedules() -> None:
             crontab=crontab("0 * * * *"),
             expires=NOW - timedelta(hours=1),
         )
-        add_run("jobs.old_manual", S.FAILED, NOW - timedelta(days=3), trigger=JobRun.Trigger.MANUAL)
+        create_run(
+            "jobs.old_manual", S.FAILED, NOW - timedelta(days=3), trigger=JobRun.Trigger.MANUAL
+        )
 
         with CaptureQueriesContext(connection) as queries:
             summary = health.job_health()
@@ -357,7 +349,7 @@ def test_an_overdue_schedule_runs_now() -> None:
 
 def test_a_refresh_puts_the_summary_in_the_cache() -> None:
     django_cache.delete(health.JOB_HEALTH_KEY)
-    add_run("jobs.heartbeat", JobRun.Status.SUCCEEDED, datetime.now(SHANGHAI))
+    create_run("jobs.heartbeat", JobRun.Status.SUCCEEDED, datetime.now(SHANGHAI))
     assert health.JOB_HEALTH_KEY in cache.refresh_all().refreshed
     cached = django_cache.get(health.JOB_HEALTH_KEY)
     assert by_job(cached)["jobs.heartbeat"]["last_status"] == "succeeded"

@@ -17,6 +17,7 @@ from scheduler import presence
 from scheduler.engine.leader import Leadership
 from scheduler.models import JobRun
 from scheduler.redis_client import client as redis_client
+from tests.factories import create_run
 
 pytestmark = pytest.mark.django_db
 
@@ -30,16 +31,7 @@ def clean_redis() -> None:
 
 def run(job: str, schedule: str, status: str, minutes_ago: float) -> JobRun:
     at = timezone.now() - timedelta(minutes=minutes_ago)
-    return JobRun.objects.create(
-        task_id=f"{schedule}-{minutes_ago}",
-        job=job,
-        schedule=schedule,
-        trigger="schedule",
-        started_at=at,
-        finished_at=at,
-        duration_seconds=1.0,
-        status=status,
-    )
+    return create_run(job, status, at, schedule=schedule, finished_at=at, duration_seconds=1.0)
 
 
 def test_anonymous_users_get_the_login_page() -> None:

@@ -22,6 +22,7 @@ from django_celery_beat.models import (
 from jobs.housekeeping import housekeeping
 from jobs.models import Report
 from scheduler.models import JobRun
+from tests.factories import create_run
 
 pytestmark = pytest.mark.django_db
 
@@ -29,16 +30,6 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Half past midnight in Shanghai: still the 14th in UTC, so a UTC "today" would be a day off.
 NOW = datetime(2025, 6, 15, 0, 30, tzinfo=SHANGHAI)
 SECOND = timedelta(seconds=1)
-
-
-def add_run(started_at: datetime, status: str = JobRun.Status.SUCCEEDED) -> JobRun:
-    return JobRun.objects.create(
-        task_id=f"t-{started_at.isoformat()}-{status}",
-        job="jobs.heartbeat",
-        trigger=JobRun.Trigger.SCHEDULE,
-        started_at=started_at,
-        status=status,
-    )
 
 
 def add_report(day: date) -> Report:
@@ -59,15 +50,15 @@ def test_housekeeping_deletes_exactly_what_is_past_retention(settings: Any) -> N
     settings.REPORT_RETENTION_DAYS = 365
     run_cutoff = NOW - timedelta(days=90)
     old_runs = [
-        add_run(run_cutoff - SECOND),
-        add_run(run_cutoff - timedelta(days=30), JobRun.Status.FAILED),
+        create_run(started_at=run_cutoff - SECOND),
+        create_run(status=JobRun.Status.FAILED, started_at=run_cutoff - timedelta(days=30)),
     ]
     kept_runs = [
-        add_run(run_cutoff),
-        add_run(run_cutoff + SECOND),
-        add_run(NOW),
+        create_run(started_at=run_cutoff),
+        create_run(started_at=run_cutoff + SECOND),
+        create_run(started_at=NOW),
         # A row still `running` is not history, however old.
-        add_run(run_cutoff - timedelta(days=10), JobRun.Status.RUNNING),
+        create_run(status=JobRun.Status.RUNNING, started_at=run_cutoff - timedelta(days=10)),
     ]
     # Today in Shanghai is 2025-06-15; 365 days before is 2024-06-15 (2024 is a leap year).
     old_reports = [add_report(date(2024, 6, 14)), add_report(date(2023, 1, 1))]
@@ -105,8 +96,8 @@ def test_deletes_go_in_batches_of_the_configured_size(settings: Any) -> None:
     settings.HOUSEKEEPING_BATCH_SIZE = 3
     old = NOW - timedelta(days=settings.JOB_HISTORY_DAYS + 1)
     for i in range(10):
-        add_run(old - timedelta(minutes=i))
-    kept = [add_run(NOW - timedelta(days=1)), add_run(NOW)]
+        create_run(started_at=old - timedelta(minutes=i))
+    kept = [create_run(started_at=NOW - timedelta(days=1)), create_run(started_at=NOW)]
     for i in range(7):
         add_session(f"old-{i}", NOW - timedelta(days=1))
 
@@ -210,7 +201,7 @@ def test_bad_settings_fail_clearly_and_delete_nothing(
     settings: Any, name: str, value: object
 ) -> None:
     setattr(settings, name, value)
-    add_run(NOW - timedelta(days=400))
+    create_run(started_at=NOW - timedelta(days=400))
     add_report(date(2020, 1, 1))
     add_session("expired-session", NOW - timedelta(days=1))
     schedule("expired", expires=NOW - SECOND)
@@ -223,7 +214,7 @@ def test_bad_settings_fail_clearly_and_delete_nothing(
 
 
 def test_a_naive_now_is_refused() -> None:
-    add_run(NOW - timedelta(days=400))
+    create_run(started_at=NOW - timedelta(days=400))
     with pytest.raises(ValueError, match="aware datetime"):
         housekeeping(now=datetime(2025, 6, 15, 0, 30))
     assert JobRun.objects.count() == 1

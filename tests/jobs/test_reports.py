@@ -6,7 +6,6 @@ from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from io import StringIO
 from typing import Any, cast
-from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,11 +16,12 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from config.redis_server import free_port
+from devtools.redis_server import free_port
 from jobs.models import Backup, Report
 from jobs.reports import daily_report
 from scheduler.models import JobRun
 from scheduler.reporting import run_admin_url
+from tests.factories import create_run, create_runs, job_run
 from tests.smtp_server import Inbox
 
 pytestmark = pytest.mark.django_db
@@ -61,18 +61,12 @@ def at(day: date, hour: int, minute: int = 0, second: int = 0, micro: int = 0) -
     return datetime(day.year, day.month, day.day, hour, minute, second, micro, tzinfo=SHANGHAI)
 
 
-def run(job: str, status: str, started_at: datetime, duration: float | None = None, **fields: Any):
-    return JobRun.objects.create(
-        task_id=uuid4().hex,
-        job=job,
-        schedule=f"nightshift-{job.removeprefix('jobs.').replace('_', '-')}",
-        trigger=JobRun.Trigger.SCHEDULE,
-        started_at=started_at,
-        finished_at=started_at + timedelta(seconds=duration) if duration is not None else None,
-        duration_seconds=duration,
-        status=status,
-        **fields,
-    )
+def run(
+    job: str, status: str, started_at: datetime, duration: float | None = None, **fields: Any
+) -> JobRun:
+    """A run from the job's default schedule (nightshift-backup-database): the report names it."""
+    schedule = f"nightshift-{job.removeprefix('jobs.').replace('_', '-')}"
+    return create_run(job, status, started_at, duration, schedule=schedule, **fields)
 
 
 def make_day() -> dict[str, JobRun]:
@@ -262,8 +256,8 @@ def test_when_smtp_is_down_the_run_fails_and_the_next_one_sends(smtp: Inbox, set
 
 
 def test_the_failure_list_is_bounded() -> None:
-    JobRun.objects.bulk_create(
-        JobRun(
+    create_runs(
+        job_run(
             task_id=f"t{i}",
             job="jobs.refresh_cache",
             trigger=JobRun.Trigger.SCHEDULE,

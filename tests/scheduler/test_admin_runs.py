@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from scheduler.models import JobRun
 from scheduler.presentation import human_duration
+from tests.factories import create_run
 
 pytestmark = pytest.mark.django_db
 
@@ -14,27 +15,26 @@ pytestmark = pytest.mark.django_db
 def runs() -> list[JobRun]:
     now = timezone.now()
     return [
-        JobRun.objects.create(
+        create_run(
+            "jobs.backup_database",
+            JobRun.Status.FAILED,
+            now,
             task_id="t1",
-            job="jobs.backup_database",
             schedule="nightly-backup",
-            trigger="schedule",
-            started_at=now,
             finished_at=now,
             duration_seconds=4000.0,
-            status=JobRun.Status.FAILED,
             error_type="OSError",
             error_message="No space left",
             sentry_event_id="a" * 32,
         ),
-        JobRun.objects.create(
+        create_run(
+            "jobs.heartbeat",
+            JobRun.Status.SUCCEEDED,
+            now,
             task_id="t2",
-            job="jobs.heartbeat",
             trigger="manual",
-            started_at=now,
             finished_at=now,
             duration_seconds=0.25,
-            status=JobRun.Status.SUCCEEDED,
         ),
     ]
 
@@ -93,7 +93,7 @@ def test_human_duration(seconds: float | None, text: str) -> None:
 def test_run_list_of_a_million_runs_renders_with_a_bounded_number_of_queries(
     admin_client: Client, django_assert_max_num_queries
 ) -> None:
-    from tests.scheduler.bulk_runs import insert_runs
+    from tests.factories import insert_runs
 
     insert_runs(1_000_000, spacing_seconds=90)  # about three years
     assert JobRun.objects.count() == 1_000_000

@@ -14,6 +14,7 @@ from scheduler.models import JobRun
 from scheduler.recording import leases, rows
 from scheduler.recording.keeper import Keeper
 from scheduler.redis_client import client
+from tests.factories import create_run, job_run
 
 pytestmark = pytest.mark.django_db
 
@@ -40,14 +41,7 @@ def test_a_skipped_run_costs_one_query(django_assert_num_queries) -> None:
 
 
 def _running(job: str, started_ago: timedelta) -> JobRun:
-    return JobRun.objects.create(
-        task_id=f"t-{job}-{started_ago.total_seconds()}",
-        job=job,
-        trigger="manual",
-        started_at=timezone.now() - started_ago,
-        status=S.RUNNING,
-        worker="w@h",
-    )
+    return create_run(job, S.RUNNING, timezone.now() - started_ago, trigger="manual", worker="w@h")
 
 
 def test_lost_run_check_closes_only_runs_whose_lease_is_gone() -> None:
@@ -73,7 +67,7 @@ def test_lost_run_check_closes_only_runs_whose_lease_is_gone() -> None:
 
 def _finished(task_id: str, finished_ago: timedelta) -> JobRun:
     finished_at = timezone.now() - finished_ago
-    return JobRun(
+    return job_run(
         task_id=task_id,
         job="tests.noop",
         schedule="every-minute",
@@ -145,7 +139,7 @@ def test_a_dead_redis_before_the_start_is_retried_and_records_nothing(
 ) -> None:
     import redis
 
-    from config.redis_server import free_port
+    from devtools.redis_server import free_port
 
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     from celery.exceptions import Retry

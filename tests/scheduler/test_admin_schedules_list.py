@@ -1,0 +1,118 @@
+"""The schedule list of the admin: schedules in words, next and last runs, filters, query budget."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import time_machine
+from django.test import Client
+from django.utils import timezone
+
+from scheduler.models import JobRun
+from tests.factories import create_run, make_schedule, many_schedules_and_runs
+from tests.scheduler.schedule_pages import (
+    LIST,
+    at,
+    row_of,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+# --- The list --------------------------------------------------------------------------------
+
+
+@time_machine.travel(at("2026-03-10 10:00"), tick=False)
+def test_list_shows_schedule_in_words_next_run_in_shanghai_and_last_runs(
+    admin_client: Client,
+) -> None:
+    make_schedule("daily-report", "0 15 * * *", task="jobs.daily_report")
+    make_schedule("utc-midnight", "0 0 * * *", tz="UTC")
+    make_schedule("paused", "*/10 * * * *", enabled=False)
+    create_run(
+        "jobs.heartbeat",
+        "succeeded",
+        at("2026-03-08 15:00"),
+        schedule="daily-report",
+        duration_seconds=2.0,
+    )
+    failed = create_run(
+        "jobs.heartbeat",
+        "failed",
+        at("2026-03-09 15:00"),
+        schedule="daily-report",
+        duration_seconds=4000.0,
+    )
+
+    html = admin_client.get(LIST).content.decode()
+
+    report = row_of(html, "daily-report")
+    assert "jobs.daily_report" in report
+    assert "At 15:00, every day (Asia/Shanghai)" in report
+    assert "2026-03-10 15:00 CST" in report  # next run
+    assert f'href="/admin/scheduler/jobrun/{failed.pk}/change/">failed</a>' in report
+    assert "2026-03-09 15:00 CST" in report  # when the last run started
+    assert "1 h 6 min" in report  # how long it took
+    assert "2026-03-08 15:00 CST" in report  # the last success
+    utc = row_of(html, "utc-midnight")
+    assert "At 00:00, every day (UTC)" in utc
+    assert "2026-03-11 08:00 CST" in utc  # midnight UTC, in Shanghai
+    assert "never ran" in utc
+    paused = row_of(html, "paused")
+    assert "Every 10 minutes (Asia/Shanghai)" in paused
+    assert "disabled" in paused
+
+
+def test_list_filters_by_job_enabled_and_last_status(admin_client: Client) -> None:
+    make_schedule("a-report", task="jobs.daily_report")
+    make_schedule("b-beat", enabled=False)
+    make_schedule("c-never")
+    now = timezone.now()
+    create_run("jobs.heartbeat", "succeeded", now - timedelta(hours=2), schedule="a-report")
+    create_run("jobs.heartbeat", "failed", now - timedelta(hours=1), schedule="a-report")
+    create_run("jobs.heartbeat", "failed", now - timedelta(hours=2), schedule="b-beat")
+    create_run("jobs.heartbeat", "succeeded", now - timedelta(hours=1), schedule="b-beat")
+
+    def names(**query: str) -> list[str]:
+        page = admin_client.get(LIST, query)
+        assert page.status_code == 200
+        return [s.name for s in page.context["cl"].result_list]
+
+    assert names() == ["a-report", "b-beat", "c-never"]
+    assert names(last_status="failed") == ["a-report"]
+    assert names(last_status="succeeded") == ["b-beat"]
+    assert names(last_status="never") == ["c-never"]
+    assert names(job="jobs.daily_report") == ["a-report"]
+    assert names(enabled__exact="0") == ["b-beat"]
+
+
+# --- Bounded queries -----------------------------------------------------------------------------
+
+SCHEDULES = 2_000
+RUNS = 100_000
+
+
+def test_lists_stay_within_a_query_budget_with_2000_schedules_and_100000_runs(
+    admin_client: Client, django_assert_max_num_queries: Any
+) -> None:
+    many_schedules_and_runs(SCHEDULES, RUNS)
+    newest = JobRun.objects.filter(schedule="s0001").order_by("-started_at").first()
+    assert newest is not None
+    # session, user, the job filter's choices, the count, the page
+    with django_assert_max_num_queries(6):
+        page = admin_client.get(LIST)
+    assert len(page.context["cl"].result_list) == 100
+    row = row_of(page.content.decode(), "s0001")
+    assert f'href="/admin/scheduler/jobrun/{newest.pk}/change/">timed out</a>' in row
+    with django_assert_max_num_queries(6):
+        failed = admin_client.get(LIST, {"last_status": "failed", "o": "-7"})
+    assert failed.status_code == 200
+    assert failed.context["cl"].result_count == 0
+    with django_assert_max_num_queries(6):
+        timed_out = admin_client.get(LIST, {"last_status": "timed_out"})
+    assert timed_out.context["cl"].result_count == SCHEDULES
+    with django_assert_max_num_queries(10):
+        runs = admin_client.get("/admin/scheduler/jobrun/")
+    assert len(runs.context["cl"].result_list) == 50
