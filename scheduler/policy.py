@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import models
 from django_celery_beat.models import PeriodicTask
@@ -98,6 +99,12 @@ KNOBS: tuple[Knob, ...] = (
 )
 KNOB = {knob.name: knob for knob in KNOBS}
 POLICY_FIELDS = tuple(KNOB)
+
+
+def hard_time_limit(job: str) -> float | None:
+    """A job's hard time limit in seconds (its own, else Celery's default; None: none)."""
+    value = KNOB["time_limit"].job_default(current_app.tasks.get(job), current_app.conf)
+    return float(value) if value else None
 
 
 def set_values(values: Mapping[str, Any]) -> dict[str, Any]:

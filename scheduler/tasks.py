@@ -1,17 +1,13 @@
 """JobTask, the base of every Nightshift task: records, guards and reports each run.
 
-A job declares its run policy as task options, with these defaults:
+A job declares its run policy as task options, e.g.
 
-    @app.task(name="jobs.backup_database", overlap="skip", soft_time_limit=1800,
-              time_limit=1900, max_retries=3, retry_backoff=10, start_deadline=None)
+    @app.task(name="jobs.backup_database", base=JobTask, overlap="skip", soft_time_limit=1800,
+              time_limit=1900, max_retries=3, start_deadline=None)
 
-- overlap: "skip" (a run of the same job and schedule still running makes this one
-  `skipped_overlap`) or "allow".
-- soft_time_limit / time_limit: Celery's; the soft limit records `timed_out`.
-- max_retries, retry_backoff, retry_backoff_max, retry_jitter: transient errors
-  (`transient_errors`) retry with Celery's exponential backoff; other errors fail at once.
-- start_deadline: seconds after its slot after which a run that has not started is `expired`;
-  None means "until the next slot of its schedule".
+The knobs a schedule may override, with their meaning, are scheduler.policy.KNOBS. Besides them,
+retry_backoff, retry_backoff_max and retry_jitter shape the retries of transient errors
+(`transient_errors`), with Celery's exponential backoff; other errors fail at once.
 
 Recording itself (rows, leases, the lost-run check) is scheduler.recording's.
 """
@@ -30,6 +26,7 @@ from django.db import InterfaceError, OperationalError
 from config.celery import app
 from scheduler import recording, reporting
 from scheduler.models import JobRun
+from scheduler.policy import KNOB
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +43,12 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 class JobTask(Task):  # type: ignore[type-arg]
     """Celery task base that records every run as a JobRun and applies the job's run policy."""
 
-    overlap: ClassVar[str] = "skip"
+    overlap: ClassVar[str] = KNOB["overlap"].task_default
     max_retries = 3
     retry_backoff: ClassVar[int] = 10
     retry_backoff_max: ClassVar[int] = 600
     retry_jitter: ClassVar[bool] = True
-    start_deadline: ClassVar[float | None] = None
+    start_deadline: ClassVar[float | None] = KNOB["start_deadline"].task_default
     transient_errors: ClassVar[tuple[type[Exception], ...]] = TRANSIENT_ERRORS
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

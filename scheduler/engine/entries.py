@@ -105,7 +105,9 @@ class Builder:
         except PeriodicTask.nightshift_policy.RelatedObjectDoesNotExist:
             overrides = {}
         job = self.app.tasks.get(task.task)
-        start_deadline = overrides.get("start_deadline", getattr(job, "start_deadline", None))
+        start_deadline = overrides.get(
+            "start_deadline", policy.KNOB["start_deadline"].job_default(job, self.app.conf)
+        )
         # In the project's time zone, so an interval's slots read as Asia/Shanghai times too.
         timing = Timing(
             sched,

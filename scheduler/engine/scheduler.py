@@ -44,7 +44,8 @@ from scheduler.engine import changes, entries
 from scheduler.engine.entries import Entry
 from scheduler.engine.leader import Leadership, handled_watermark
 from scheduler.models import JobRun
-from scheduler.recording import NEXT_SLOT_HEADER, SLOT_HEADER, hard_time_limit
+from scheduler.policy import hard_time_limit
+from scheduler.recording import NEXT_SLOT_HEADER, SLOT_HEADER
 from scheduler.timing import latest
 
 logger = logging.getLogger(__name__)
@@ -417,7 +418,7 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         self, entry: Entry, slot: datetime, headers: dict[str, Any], options: dict[str, Any]
     ) -> None:
         """Open the Sentry Crons check-in the worker closes (see scheduler.reporting)."""
-        limit = options.get("time_limit") or hard_time_limit(self.app, entry.task)
+        limit = options.get("time_limit") or hard_time_limit(entry.task)
         config = reporting.monitor_config(entry.timing.schedule, limit, slot)
         if not config:
             return

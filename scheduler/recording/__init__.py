@@ -49,7 +49,7 @@ from scheduler.recording.dispatch import (
     Dispatch,
 )
 from scheduler.recording.keeper import keeper
-from scheduler.recording.recovery import hard_time_limit, mark_lost_runs
+from scheduler.recording.recovery import mark_lost_runs
 from scheduler.recording.runs import ActiveRun, Skipped, admit, error_name
 
 __all__ = [
@@ -66,7 +66,6 @@ __all__ = [
     "claim_occurrences",
     "error_name",
     "flush",
-    "hard_time_limit",
     "recover",
 ]
 

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
-from celery import current_app
 from django.conf import settings
 from django.utils import timezone
 
 from scheduler import reporting
 from scheduler.models import JobRun
-from scheduler.policy import overrides_for
+from scheduler.policy import hard_time_limit, overrides_for
 from scheduler.recording import leases
 
 logger = logging.getLogger(__name__)
-
-
-def hard_time_limit(app: Any, job: str) -> float | None:
-    """A job's hard time limit in seconds: its own, else the project default."""
-    task = app.tasks.get(job)
-    limit = getattr(task, "time_limit", None) or app.conf.task_time_limit
-    return float(limit) if limit else None
 
 
 def mark_lost_runs(now: datetime | None = None) -> list[JobRun]:
@@ -45,7 +36,7 @@ def mark_lost_runs(now: datetime | None = None) -> list[JobRun]:
             continue
         # The schedule's override, as beat sent it (an edit since then is a rare, harmless miss).
         override = overrides_for(run.schedule).get("time_limit") if run.schedule else None
-        limit = float(override) if override else hard_time_limit(current_app, run.job)
+        limit = float(override) if override else hard_time_limit(run.job)
         killed = limit is not None and run.started_at + timedelta(seconds=limit) <= now
         if killed:
             status, kind = JobRun.Status.TIMED_OUT, "TimeLimitExceeded"
