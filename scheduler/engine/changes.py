@@ -16,11 +16,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import NotSupportedError, ProgrammingError, connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django_celery_beat.models import PeriodicTask
 
 from scheduler.models import ScheduleChange
@@ -137,17 +138,20 @@ class Feed:
         self.floor = newest or 0
         self._seen: set[int] = set()
         self._gaps: dict[int, float] = {}
+        table = connection.ops.quote_name(ScheduleChange._meta.db_table)
+        self._sql = f"SELECT id, task_id, changed_at FROM {table} WHERE id > %s ORDER BY id"  # noqa: S608
 
     def poll(self) -> Change:
-        rows = list(
-            ScheduleChange.objects.filter(id__gt=self.floor)
-            .order_by("id")
-            .values_list("id", "task_id", "changed_at")
-        )
+        # Plain SQL: four times a second, the ORM's building of this query was most of beat's
+        # idle CPU.
+        with connection.cursor() as cursor:
+            cursor.execute(self._sql, [self.floor])
+            rows = cursor.fetchall()
         change = Change(set(), {})
-        for pk, task_id, changed_at in rows:
+        for pk, task_id, stored_at in rows:
             if pk in self._seen:
                 continue
+            changed_at = _aware(stored_at)
             self._seen.add(pk)
             change.task_ids.add(task_id)
             if changed_at is not None:
@@ -168,6 +172,16 @@ class Feed:
             else:
                 self._gaps.pop(expected, None)
             self.floor = expected
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    """A changed_at as the plain cursor returns it: aware (PostgreSQL), or UTC without a zone,
+    as a datetime or a text (SQLite)."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and timezone.is_naive(value):
+        value = value.replace(tzinfo=UTC)
+    return value
 
 
 def trim(now: datetime | None = None) -> int:

@@ -8,13 +8,30 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.db import close_old_connections, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 
 from scheduler.models import JobRun
 from scheduler.recording import leases, rows
 
 logger = logging.getLogger(__name__)
+
+THREAD_NAME = "nightshift-run-keeper"
+
+
+@receiver(connection_created, dispatch_uid="nightshift-keeper-statement-timeout")
+def _bound_waits(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    """The keeper's own PostgreSQL connection gives up on a statement after a quarter of a
+    lease period: a database that hangs (a lock, a stalled disk) must not keep the thread from
+    extending the leases of running jobs. (SQLite gives up after its busy timeout.) A row not
+    inserted stays kept in Redis, for `recover`."""
+    if threading.current_thread().name == THREAD_NAME and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout TO %s", [int(leases.lease_seconds() * 250)])
 
 
 class Keeper:
@@ -43,7 +60,7 @@ class Keeper:
         if self._thread is None or not self._thread.is_alive():
             self._stop = threading.Event()
             self._thread = threading.Thread(
-                target=self._loop, args=(self._stop,), name="nightshift-run-keeper", daemon=True
+                target=self._loop, args=(self._stop,), name=THREAD_NAME, daemon=True
             )
             self._thread.start()
 
@@ -74,11 +91,11 @@ class Keeper:
         next_extend = time.monotonic() + leases.lease_seconds() / 3
         while True:
             stopping = stop.wait(self.TICK)
-            self._write_finished()
             extend = time.monotonic() >= next_extend
             if extend:
                 next_extend = time.monotonic() + leases.lease_seconds() / 3
-            self._tick_runs(extend)
+            self._tick_runs(extend)  # the leases first: nothing the database does delays them
+            self._write_finished()
             if stopping:
                 connections.close_all()  # this thread's own
                 with self._lock:

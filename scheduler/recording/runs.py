@@ -6,13 +6,14 @@ import json
 import logging
 import secrets
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import redis
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 from redis.lock import Lock
 
@@ -29,6 +30,7 @@ MAX_TRACEBACK = 8000
 MAX_RESULT = 4000
 # A run still going after this many seconds gets its `running` row before it ends.
 RUNNING_ROW_AFTER = 1.0
+ROW_RETRY_SECONDS = 5.0  # between tries at a running row while the database does not answer
 
 
 def summarize_result(result: Any) -> Any:
@@ -120,6 +122,8 @@ class ActiveRun:
         self.eager = dispatch.eager
         self._saved = False
         self._ended = False
+        self._alive = False  # holds its liveness lease
+        self._retry = 0.0  # monotonic time of the next try at the running row
 
     def tick(self, extend: bool) -> bool:
         """The keeper's call: write the `running` row once due, extend the leases when
@@ -127,20 +131,29 @@ class ActiveRun:
         with self._mutex:
             if self._ended:
                 return False
-            due = timezone.now() - timedelta(seconds=RUNNING_ROW_AFTER)
-            if not self._saved and self.run.started_at <= due:
-                # The lease first: a running row without one would look lost.
-                key = leases.alive_key(self.run.task_id, self.run.attempt)
-                self._leases.append(leases.hold(key, self.run.task_id))
-                close_old_connections()  # the keeper thread's own connection
-                self.run.save(force_insert=True)
-                self._saved = True
             if extend:
                 try:
                     for lease in self._leases:
                         lease.extend(leases.lease_seconds(), replace_ttl=True)
                 except redis.RedisError:
                     logger.warning("%s: could not extend its leases", self.run.job, exc_info=True)
+            due = timezone.now() - timedelta(seconds=RUNNING_ROW_AFTER)
+            if not self._saved and self.run.started_at <= due and time.monotonic() >= self._retry:
+                if not self._alive:
+                    # The lease first: a running row without one would look lost.
+                    key = leases.alive_key(self.run.task_id, self.run.attempt)
+                    self._leases.append(leases.hold(key, self.run.task_id))
+                    self._alive = True
+                try:
+                    close_old_connections()  # the keeper thread's own connection
+                    self.run.save(force_insert=True)
+                    self._saved = True
+                except DatabaseError as exc:
+                    self._retry = time.monotonic() + ROW_RETRY_SECONDS
+                    logger.warning(
+                        "%s: could not write its running row (%s); trying again in %g s",
+                        self.run.job, exc, ROW_RETRY_SECONDS,
+                    )  # fmt: skip
             return True
 
     def release(self) -> None:
