@@ -139,16 +139,16 @@ class ActiveRun:
                     logger.warning("%s: could not extend its leases", self.run.job, exc_info=True)
             due = timezone.now() - timedelta(seconds=RUNNING_ROW_AFTER)
             if not self._saved and self.run.started_at <= due and time.monotonic() >= self._retry:
-                if not self._alive:
-                    # The lease first: a running row without one would look lost.
-                    key = leases.alive_key(self.run.task_id, self.run.attempt)
-                    self._leases.append(leases.hold(key, self.run.task_id))
-                    self._alive = True
                 try:
+                    if not self._alive:
+                        # The lease first: a running row without one would look lost.
+                        key = leases.alive_key(self.run.task_id, self.run.attempt)
+                        self._leases.append(leases.hold(key, self.run.task_id))
+                        self._alive = True
                     close_old_connections()  # the keeper thread's own connection
                     self.run.save(force_insert=True)
                     self._saved = True
-                except DatabaseError as exc:
+                except (DatabaseError, redis.RedisError) as exc:
                     self._retry = time.monotonic() + ROW_RETRY_SECONDS
                     logger.warning(
                         "%s: could not write its running row (%s); trying again in %g s",
