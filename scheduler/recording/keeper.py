@@ -25,13 +25,18 @@ THREAD_NAME = "nightshift-run-keeper"
 
 @receiver(connection_created, dispatch_uid="nightshift-keeper-statement-timeout")
 def _bound_waits(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    """The keeper's own PostgreSQL connection gives up on a statement after a quarter of a
-    lease period: a database that hangs (a lock, a stalled disk) must not keep the thread from
-    extending the leases of running jobs. (SQLite gives up after its busy timeout.) A row not
-    inserted stays kept in Redis, for `recover`."""
-    if threading.current_thread().name == THREAD_NAME and connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET statement_timeout TO %s", [int(leases.lease_seconds() * 250)])
+    """The keeper's own database connection gives up on a statement after a quarter of a lease
+    period: a database that hangs (a lock held, a stalled disk) must not keep the thread from
+    extending the leases of running jobs. A finished row not inserted stays kept in Redis, for
+    `recover`; a running row is tried again."""
+    if threading.current_thread().name != THREAD_NAME:
+        return
+    wait_ms = int(leases.lease_seconds() * 250)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET statement_timeout TO %s", [wait_ms])
+        elif connection.vendor == "sqlite":
+            cursor.execute(f"PRAGMA busy_timeout = {wait_ms}")
 
 
 class Keeper:

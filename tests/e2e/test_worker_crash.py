@@ -101,3 +101,38 @@ def test_a_worker_killed_before_inserting_a_finished_runs_row_loses_no_row(
     assert r.get("tests:count:once") == b"1", "acknowledged, so not run again"
     assert JobRun.objects.filter(task_id=task_id).count() == 1
     wait_for(lambda: not r.exists(rows.UNWRITTEN_ROWS_KEY), 10, "Redis to forget the row")
+
+
+def test_a_hung_database_does_not_let_a_running_jobs_leases_lapse(
+    processes: list[Process],
+) -> None:
+    """The keeper thread extends leases and writes rows: a database that does not answer for
+    several lease periods must not stop the extensions (the lock would free a second run, and
+    the lost-run check would close a live one)."""
+    env = child_env({"NIGHTSHIFT_RUN_LEASE_SECONDS": LEASE})
+    worker = start_worker("hung-db-worker", env, concurrency=1, app="tests.e2e_app")
+    processes.append(worker)
+    wait_until_ready(worker)
+    r = redis_client()
+    lock = leases.lock_key("tests.sleep", "")
+    with transaction.atomic():
+        # No run row can be written until this transaction ends (as in the test above).
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {JobRun._meta.db_table} IN SHARE MODE")
+        else:
+            JobRun.objects.filter(pk=0).update(job="")  # SQLite: take the write lock
+        task_id = app.send_task("tests.sleep", kwargs={"seconds": 8}).id
+        wait_for(lambda: r.exists(lock), 30, "the run to take its lock")
+        held_from = time.monotonic()
+        while time.monotonic() - held_from < 3 * float(LEASE):
+            assert r.exists(lock), "the lock lapsed while the database hung"
+            time.sleep(0.2)
+    run = wait_for(
+        lambda: JobRun.objects.filter(task_id=task_id, status=S.SUCCEEDED).first(),
+        30,
+        "the run to finish",
+    )
+    assert JobRun.objects.filter(task_id=task_id).count() == 1
+    assert run.duration_seconds is not None and run.duration_seconds >= 8
+    assert not r.exists(lock), "released at the end"
