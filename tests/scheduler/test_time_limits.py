@@ -11,6 +11,8 @@ from django.core.management.base import SystemCheckError
 from django.test import Client
 from django_celery_beat.models import PeriodicTask
 
+from tests.scheduler.schedule_pages import form_data
+
 pytestmark = pytest.mark.django_db
 
 ADD = "/admin/scheduler/schedule/add/"
@@ -38,30 +40,11 @@ def test_a_job_whose_time_limit_is_above_the_longest_job_fails_the_checks(settin
     assert report.count("scheduler.E001") == 1
 
 
-def schedule_form(**fields: str) -> dict[str, str]:
-    """The add page's form for a daily jobs.daily_report at 15:00, with `fields` typed in."""
-    return {
-        "name": "nightly-report",
-        "task": "jobs.daily_report",
-        "enabled": "on",
-        "kind": "crontab",
-        "minute": "0",
-        "hour": "15",
-        "day_of_month": "*",
-        "month_of_year": "*",
-        "day_of_week": "*",
-        "timezone": "Asia/Shanghai",
-        "args": "[]",
-        "kwargs": "{}",
-        **fields,
-    }
-
-
 def test_an_override_above_the_longest_job_is_a_form_error(
     admin_client: Client, settings: Any
 ) -> None:
     settings.LONGEST_JOB_SECONDS = 7200
-    response = admin_client.post(ADD, schedule_form(time_limit="7201"))
+    response = admin_client.post(ADD, form_data(time_limit="7201"))
     assert response.status_code == 200
     assert response.context["adminform"].form.errors["time_limit"] == [
         "7201 s is longer than LONGEST_JOB_SECONDS (7200 s), the longest a job may run: "
@@ -75,7 +58,7 @@ def test_an_override_of_exactly_the_longest_job_is_saved(
     admin_client: Client, settings: Any
 ) -> None:
     settings.LONGEST_JOB_SECONDS = 7200
-    response = admin_client.post(ADD, schedule_form(time_limit="7200"))
+    response = admin_client.post(ADD, form_data(time_limit="7200"))
     assert response.status_code == 302, response.context["adminform"].form.errors
     schedule = PeriodicTask.objects.get(name="nightly-report")
     assert schedule.nightshift_policy.time_limit == 7200
