@@ -192,8 +192,10 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         if not change.task_ids:
             return
         found = set()
-        for task in entries.rows(change.task_ids):
+        for task in entries.rows(change.task_ids).iterator(chunk_size=2000):
             found.add(task.pk)
+            if len(found) % RENEW_EVERY_N == 0:
+                self._keep_lead()  # an edit of 100,000 rows takes longer than a lease
             entry = self.builder.build(task)
             if entry is None:
                 self._remove(task.pk)
@@ -522,10 +524,11 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                 raise
 
     def _keep_lead(self) -> None:
-        """Renew the lease if it is time to, inside a long tick (whether this beat still leads
-        is read at the next publish and the next tick)."""
+        """Renew the lease, if this beat leads and it is time to, inside a long tick (whether
+        this beat still leads is read at the next publish and the next tick)."""
         assert self.leadership is not None
-        self.leadership.hold()
+        if self.leadership.token:
+            self.leadership.hold()
 
     def _record_handled(self, now: datetime) -> None:
         assert self.leadership is not None

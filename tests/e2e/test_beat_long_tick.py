@@ -1,5 +1,6 @@
-"""A tick that outlasts the leader lease: beat renews the lease as it sends, so a burst larger
-than a lease period of sending goes out once, without the leader losing its lead mid-burst."""
+"""A tick that outlasts the leader lease: beat renews the lease as it sends and as it reloads,
+so a burst larger than a lease period of sending goes out once, and a bulk edit of every row is
+reloaded, without the leader losing its lead."""
 
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ def test_a_burst_longer_than_the_lease_is_sent_once_by_one_steady_leader(
         30,
         "beat to write back what it sent",
     )
+    # An edit of every row at once (a bulk update): its reload outlasts the lease too.
+    PeriodicTask.objects.filter(name__startswith="burst-").update(description="edited")
+    wait_for(lambda: f"reloaded {BURST} changed schedules" in beat.log(), 60, "the reload")
     beat.stop()
 
     assert r.llen("burst") == BURST, "a slot was sent twice"
