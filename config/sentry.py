@@ -79,7 +79,7 @@ def init_sentry(
         integrations=[
             DjangoIntegration(),
             # monitor_beat_tasks: the worker closes Crons check-ins (ok / error). Beat's side,
-            # the in_progress check-in and its monitor config, is sent by scheduler.beat for
+            # the in_progress check-in and its monitor config, is sent by scheduler.engine for
             # every schedule kind and with each job's max runtime, so sentry-sdk's own
             # beat-side monitoring is switched off for all schedules.
             CeleryIntegration(monitor_beat_tasks=True, exclude_beat_tasks=[".*"]),
