@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import redis
 from django.conf import settings
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 _clients: dict[str, redis.Redis] = {}
 
@@ -18,6 +20,13 @@ def client() -> redis.Redis:
     found = _clients.get(url)
     if found is None:
         found = _clients[url] = redis.Redis.from_url(
-            url, socket_connect_timeout=5, socket_timeout=5
+            url,
+            socket_connect_timeout=5,
+            socket_timeout=5,
+            # A pooled connection that Redis closed (a restart) is replaced and the command
+            # sent again, pipelines included: every command sent through this client is
+            # idempotent (claims and locks by token, scripts that check their token).
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 2),
+            retry_on_error=[redis.ConnectionError],
         )
     return found

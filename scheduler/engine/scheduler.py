@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 # Slots recorded `missed` per schedule in one catch-up; older ones are counted in the log only.
 MAX_MISSED_PER_SCHEDULE = 1000
 PUBLISH_BATCH = 1000
-RENEW_EVERY_N = 2000  # slots collected between checks of the leader lease in a long tick
+RELOAD_CHUNK = 500  # rows per fetch when reloading changed schedules
 WRITE_BATCH = 1000
 
 
@@ -192,10 +192,10 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         if not change.task_ids:
             return
         found = set()
-        for task in entries.rows(change.task_ids).iterator(chunk_size=2000):
+        self._keep_lead()
+        for task in entries.rows(change.task_ids).iterator(chunk_size=RELOAD_CHUNK):
             found.add(task.pk)
-            if len(found) % RENEW_EVERY_N == 0:
-                self._keep_lead()  # an edit of 100,000 rows takes longer than a lease
+            self._keep_lead()  # an edit of 100,000 rows takes longer than a lease
             entry = self.builder.build(task)
             if entry is None:
                 self._remove(task.pk)
@@ -293,11 +293,8 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         batch: list[tuple[Entry, datetime]] = []
         missed: list[_Unsent] = []
         now_ts = now.timestamp()
-        popped = 0
         while self._due and self._due[0][0] <= now_ts:
-            popped += 1
-            if popped % RENEW_EVERY_N == 0:
-                self._keep_lead()
+            self._keep_lead()
             _, task_id, version = heapq.heappop(self._due)
             entry = self._entries.get(task_id)
             if entry is None or entry.version != version or entry.next is None:
@@ -525,7 +522,8 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
 
     def _keep_lead(self) -> None:
         """Renew the lease, if this beat leads and it is time to, inside a long tick (whether
-        this beat still leads is read at the next publish and the next tick)."""
+        this beat still leads is read at the next publish and the next tick). Cheap when it is
+        not time: a clock reading."""
         assert self.leadership is not None
         if self.leadership.token:
             self.leadership.hold()
