@@ -5,13 +5,17 @@ PYTHON ?= python3
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 VENV_STAMP := .venv/.synced
 
-.PHONY: run test lint format bench bench-backup bench-report bench-admin bench-beat clean
+.PHONY: run test drills lint format bench bench-backup bench-report bench-admin bench-beat clean
 
 run: $(VENV_STAMP)
 	.venv/bin/python bin/run.py
 
 test: $(VENV_STAMP)
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+# The fault drills alone (they also run in `make test`), with their count table at the end.
+drills: $(VENV_STAMP)
+	.venv/bin/python -m pytest -m drill $(PYTEST_ARGS)
 
 lint: $(VENV_STAMP)
 	.venv/bin/ruff check .

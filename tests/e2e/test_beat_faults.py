@@ -10,31 +10,22 @@ PostgreSQL cluster started here on free ports), never the suite's or the shared 
 
 from __future__ import annotations
 
-import os
-import pwd
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
-from psycopg import sql
 
 from devtools import redis_server
 from scheduler.models import JobRun, SchedulePolicy
 from scheduler.redis_client import client as redis_client
+from tests.drills import PrivatePostgres, PrivateRedis, record_ledgers
 from tests.processes import (
     ROOT,
     Ledger,
@@ -48,7 +39,7 @@ from tests.processes import (
     wait_until_ready,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.drill]
 
 S = JobRun.Status
 
@@ -126,6 +117,7 @@ def test_beat_killed_past_its_slots_deadlines_leaves_one_row_per_slot(
         ]
 
     books = settled(count, 30)
+    record_ledgers("beat SIGKILLed for 12 s, past its slots' deadlines", books)
     summary = "\n".join(book.summary() for book in books)
     for book in books:
         assert book.owed, summary
@@ -202,6 +194,7 @@ def test_a_ten_second_interval_created_at_every_phase_of_its_cycle_runs_every_sl
     until = timezone.now() - timedelta(seconds=1)
 
     books = settled(lambda: [interval_ledger(task, until) for task in tasks], 30)
+    record_ledgers("a 10-s interval created at five phases of its cycle", books)
     summary = "\n".join(book.summary() for book in books)
     for task, book in zip(tasks, books, strict=True):
         assert len(book.owed) >= 3, summary
@@ -213,45 +206,6 @@ def test_a_ten_second_interval_created_at_every_phase_of_its_cycle_runs_every_sl
             f"{[(r.slot, r.status) for r in book.strays]}\n{summary}"
         )
         assert book.outcomes() == {S.SUCCEEDED: len(book.owed)}, summary
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, which the test stops and starts again on the same port.
-
-    It keeps an append-only file, as a production broker should, and is stopped with SIGTERM
-    (Redis writes the file out), so a restart finds the queue, the unacknowledged messages and
-    the leases where they were: the drill is an outage, not the loss of Redis's data (which
-    would lose every queued job however beat behaves).
-    """
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None, "redis-server is not installed"
-        self.binary = binary
-        self.port = redis_server.free_port()
-        self.directory = Path(tempfile.mkdtemp(prefix="nightshift-outage-"))
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = redis_server.start(self.binary, self.port, self.directory, durable=True)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.directory, ignore_errors=True)
 
 
 OUTAGE = 30  # seconds
@@ -309,6 +263,7 @@ def test_redis_stopped_for_30_s_during_a_burst_leaves_one_row_per_slot(
     until = timezone.now() - timedelta(seconds=1)
 
     books = settled(lambda: [interval_ledger(t, until) for t in [*burst, patient]], 30)
+    record_ledgers("Redis stopped for 30 s during a 21-schedule burst", books)
     summary = "\n".join(book.summary() for book in books)
     for book in books:
         assert not book.lost, f"{book.schedule}: slots with no row: {book.lost}\n{summary}"
@@ -344,71 +299,6 @@ def test_redis_stopped_for_30_s_during_a_burst_leaves_one_row_per_slot(
     for slot in in_outage:
         run = book.outcome(slot)
         assert run is not None and run.started_at >= restart_at, summary
-
-
-class PrivatePostgres:
-    """A PostgreSQL cluster of the test's own (never the shared server): initdb in a temporary
-    directory, a free port, trust authentication, loopback only, fsync off. PostgreSQL refuses
-    to run as root: as root, its programs run as the `postgres` user, who owns the directory."""
-
-    def __init__(self, bin_dir: Path) -> None:
-        self.bin_dir = bin_dir
-        self.port = redis_server.free_port()
-        self.directory = Path(tempfile.mkdtemp(prefix="nightshift-pg-"))
-        self.data = self.directory / "data"
-        self.as_owner: list[str] = []
-        if os.geteuid() == 0:
-            owner = pwd.getpwnam("postgres")
-            os.chown(self.directory, owner.pw_uid, owner.pw_gid)
-            self.as_owner = ["runuser", "-u", "postgres", "--"]
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
-
-    def url(self, database: str) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
-
-    def connect(self, database: str) -> psycopg.Connection[tuple[Any, ...]]:
-        return psycopg.connect(self.url(database))
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
-        log = str(self.directory / "postgres.log")
-        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-w", "-o", options, "start")
-
-    def create_database(self, name: str) -> None:
-        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-    def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-
-    def _run(self, program: str, *args: str) -> None:
-        command = [*self.as_owner, str(self.bin_dir / program), *args]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-        assert done.returncode == 0, f"{program} failed: {done.stdout}{done.stderr}"
-
-
-def postgres_bin_dir() -> Path | None:
-    """Where initdb and pg_ctl are: PG_BIN_DIR, PATH, or Debian's versioned directories."""
-    candidates = [Path(settings.PG_BIN_DIR)] if settings.PG_BIN_DIR else []
-    on_path = shutil.which("initdb")
-    if on_path:
-        candidates.append(Path(on_path).resolve().parent)  # often a link to the versioned one
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-    return next(
-        (d for d in candidates if (d / "initdb").exists() and (d / "pg_ctl").exists()), None
-    )
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    bin_dir = postgres_bin_dir()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL's initdb and pg_ctl are not installed (or set PG_BIN_DIR)")
-    server = PrivatePostgres(bin_dir)
-    yield server
-    server.stop()
-    shutil.rmtree(server.directory, ignore_errors=True)
 
 
 def manage(env: dict[str, str], *args: str) -> None:
@@ -492,6 +382,7 @@ def test_beat_started_while_its_database_is_down_waits_for_it_then_dispatches(
         return [ledger("after-the-outage", phase + every, every, until, runs)]
 
     [book] = settled(count, 30)
+    record_ledgers("beat started while its PostgreSQL is down", [book])
     summary = book.summary()
     assert not book.lost, f"slots with no row: {book.lost}\n{summary}"
     assert not book.twice, f"slots with two rows: {book.twice}\n{summary}"
