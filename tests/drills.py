@@ -92,14 +92,13 @@ def _cell(value: Any) -> str:
 
 
 def table(counts: list[Count]) -> list[str]:
-    header = "  ".join(name.ljust(width) for name, width in COLUMNS)
+    header = "  ".join(name.ljust(width) for name, width in COLUMNS).rstrip()
     lines = [header, "-" * len(header)]
     for c in counts:
         values = [c.drill, c.owed, c.rows, c.lost, c.twice, c.partial]
         cells = [_cell(v) for v in [*values, c.events_per_failure, c.refused]]
-        lines.append(
-            "  ".join(cell.ljust(width) for cell, (_, width) in zip(cells, COLUMNS, strict=True))
-        )
+        row = "  ".join(cell.ljust(width) for cell, (_, width) in zip(cells, COLUMNS, strict=True))
+        lines.append(row.rstrip())
         if c.note:
             lines.append(f"    {c.note}")
     return lines

@@ -12,6 +12,7 @@ from config.celery import app
 from scheduler.models import JobRun
 from scheduler.recording import leases, rows
 from scheduler.redis_client import client as redis_client
+from tests.drills import record
 from tests.processes import (
     Process,
     child_env,
@@ -21,7 +22,7 @@ from tests.processes import (
     wait_until_ready,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.drill]
 
 S = JobRun.Status
 LEASE = "2"  # seconds; production default is 60
@@ -45,6 +46,15 @@ def test_killed_worker_leaves_a_lost_run_and_no_stuck_lock(processes: list[Proce
     app.send_task("scheduler.mark_lost_runs")
     lost = wait_for(
         lambda: JobRun.objects.filter(pk=run.pk, status=S.LOST).first(), 30, "the run marked lost"
+    )
+    written = JobRun.objects.filter(task_id=task_id).count()
+    record(
+        "whole worker SIGKILLed mid-run",
+        owed=1,
+        rows=written,
+        lost=1 - min(written, 1),
+        twice=JobRun.objects.filter(task_id=task_id, status=S.SUCCEEDED).count(),
+        note="its row says lost, with the worker's name; the lock frees itself",
     )
     assert lost.error_type == "RunLost"
     assert "doomed-worker@" in lost.error_message
@@ -90,6 +100,15 @@ def test_a_worker_killed_before_inserting_a_finished_runs_row_loses_no_row(
     app.send_task("scheduler.mark_lost_runs")
     run = wait_for(
         lambda: JobRun.objects.filter(task_id=task_id).first(), 30, "the row written from Redis"
+    )
+    executions = int(r.get("tests:count:once") or 0)
+    written = JobRun.objects.filter(task_id=task_id).count()
+    record(
+        "worker SIGKILLed before inserting a finished run's row",
+        owed=1,
+        rows=written,
+        lost=1 - min(written, 1),
+        twice=max(executions - 1, 0),
     )
     assert (run.status, run.result, run.schedule) == (
         S.SUCCEEDED,
