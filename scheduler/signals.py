@@ -78,7 +78,8 @@ def close_unusable_connections(sender: Any = None, **kwargs: Any) -> None:
 @worker_ready.connect(dispatch_uid="nightshift-worker-presence")
 def announce_worker(sender: Any = None, **kwargs: Any) -> None:
     """The worker's main process tells the health page it is online, until it stops."""
-    presence.start_worker_presence(sender.hostname)
+    queues = sender.app.amqp.queues.consume_from  # -Q's queues, else all it knows
+    presence.start_worker_presence(sender.hostname, [str(name) for name in queues])
 
 
 @worker_shutdown.connect(dispatch_uid="nightshift-worker-gone")
