@@ -150,7 +150,6 @@ document.addEventListener("DOMContentLoaded", function () {
     });
     form.addEventListener("input", refresh);
     showKind();
-    showJob();  // a page shown again after a refused save has a job picked
     if (!preview.dataset.saved) {
         refresh();  // a new schedule: nothing computed by the server yet
     }
