@@ -29,14 +29,11 @@ def _install_change_triggers(using: str = "default", **kwargs: Any) -> None:
     changes.install(connections[using])
 
 
-# django-celery-beat's schedule models: the scheduler's admin edits them, so it grants them.
-BEAT_MODELS = [
-    "periodictask",
-    "crontabschedule",
-    "intervalschedule",
-    "solarschedule",
-    "clockedschedule",
-]
+# django-celery-beat's models. The scheduler's admin edits PeriodicTask (as its Schedule) and
+# timing rows only through the schedule form; the stock timing pages are read-only lists for
+# superusers (scheduler.admin.timings), where editors may only add a row from the form's "+".
+BEAT_TIMINGS = ["crontabschedule", "intervalschedule", "solarschedule", "clockedschedule"]
+EDITOR_TIMINGS = ["add_intervalschedule", "add_solarschedule", "add_clockedschedule"]
 
 
 def _grant_groups(
@@ -60,9 +57,24 @@ def _grant_groups(
         using,
         apps,
     )
+    beat = global_apps.get_app_config("django_celery_beat")
     groups.grant(
-        global_apps.get_app_config("django_celery_beat"),
-        {groups.EDITORS: groups.manage(*BEAT_MODELS), groups.VIEWERS: groups.view(*BEAT_MODELS)},
+        beat,
+        {
+            groups.EDITORS: [*groups.manage("periodictask"), *EDITOR_TIMINGS],
+            groups.VIEWERS: groups.view("periodictask"),
+        },
+        using,
+        apps,
+    )
+    # Granted before issue 13; these pages are no longer theirs.
+    every_timing = groups.manage(*BEAT_TIMINGS)
+    groups.revoke(
+        beat,
+        {
+            groups.EDITORS: [p for p in every_timing if p not in EDITOR_TIMINGS],
+            groups.VIEWERS: every_timing,
+        },
         using,
         apps,
     )

@@ -9,8 +9,15 @@ from zoneinfo import ZoneInfo
 
 from celery.schedules import crontab
 from cron_descriptor import ExpressionDescriptor, Options  # type: ignore[import-untyped]
+from django.db.models import Model
 from django_celery_beat import validators
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
 
 from scheduler.presentation import local_text
 
@@ -130,16 +137,20 @@ def crontab_in_words(fields: dict[str, str], tz: str | tzinfo) -> str:
 
 def schedule_in_words(task: PeriodicTask) -> str:
     """The schedule of a PeriodicTask in plain words, with its time zone."""
-    if task.crontab_id and task.crontab is not None:
-        cron = task.crontab
-        return crontab_in_words(
-            {name: getattr(cron, name) for name in CRONTAB_FIELDS}, cron.timezone
-        )
-    if task.interval_id and task.interval is not None:
-        return str(task.interval).capitalize()
-    if task.solar_id and task.solar is not None:
-        sun = task.solar
-        return f"{sun.get_event_display()} at {sun.latitude}, {sun.longitude}"
-    if task.clocked_id and task.clocked is not None:
-        return f"Once, at {local_text(task.clocked.clocked_time)}"
+    for field in ("crontab", "interval", "solar", "clocked"):
+        if getattr(task, f"{field}_id") and getattr(task, field) is not None:
+            return timing_in_words(getattr(task, field))
     return "no schedule"
+
+
+def timing_in_words(row: Model) -> str:
+    """A timing row (crontab, interval, solar or clocked) in plain words, with its time zone."""
+    if isinstance(row, CrontabSchedule):
+        return crontab_in_words({name: getattr(row, name) for name in CRONTAB_FIELDS}, row.timezone)
+    if isinstance(row, IntervalSchedule):
+        return str(row).capitalize()
+    if isinstance(row, SolarSchedule):
+        return f"{row.get_event_display()} at {row.latitude}, {row.longitude}"
+    if isinstance(row, ClockedSchedule):
+        return f"Once, at {local_text(row.clocked_time)}"
+    return str(row)

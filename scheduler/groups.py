@@ -4,7 +4,8 @@ Each app grants the permissions of its own models from its `post_migrate` receiv
 `scheduler/apps.py`, `jobs/apps.py`): a new model reaches the groups with the next `migrate`,
 no migration of another app needed. The scheduler grants django-celery-beat's models too, whose
 rows its admin edits. Granting only adds: a permission an operator gave a group by hand stays; one
-taken away by hand is given back at the next `migrate`.
+taken away by hand is given back at the next `migrate`. `revoke` takes back, at every `migrate`,
+what an older version granted and no longer should.
 """
 
 from __future__ import annotations
@@ -63,3 +64,28 @@ def grant(
             raise LookupError(f"{app_config.label} has no permission {', '.join(sorted(missing))}")
         group, _ = Group.objects.using(using).get_or_create(name=name)
         group.permissions.add(*permissions)
+
+
+def revoke(
+    app_config: AppConfig,
+    revocations: Mapping[str, Iterable[str]],
+    using: str = DEFAULT_DB_ALIAS,
+    apps: Apps = global_apps,
+) -> None:
+    """Take these permission codenames of `app_config`'s models from each named group that
+    exists: for a grant that an older version made and that no longer fits."""
+    try:
+        Group = apps.get_model("auth", "Group")
+        Permission = apps.get_model("auth", "Permission")
+    except LookupError:
+        return
+    if not router.allow_migrate_model(using, Permission):
+        return
+    for name, codenames in revocations.items():
+        group = Group.objects.using(using).filter(name=name).first()
+        if group is not None:
+            group.permissions.remove(
+                *Permission.objects.using(using).filter(
+                    content_type__app_label=app_config.label, codename__in=set(codenames)
+                )
+            )

@@ -4,6 +4,7 @@ from django.db import models
 from django_celery_beat.models import PeriodicTask
 
 from scheduler import policy
+from scheduler.describe import schedule_in_words
 
 
 class JobRun(models.Model):
@@ -74,6 +75,11 @@ class Schedule(PeriodicTask):  # type: ignore[misc]  # django_celery_beat is unt
         proxy = True
         verbose_name = "schedule"
         permissions = [("run_schedule", "Can run a schedule now")]
+
+    def __str__(self) -> str:
+        # Admin titles, messages and history show this: the name and the schedule in words
+        # (django-celery-beat's own reads "15 7 * * mon-fri (m/h/dM/MY/d) Asia/Shanghai").
+        return f"{self.name}: {schedule_in_words(self)}"
 
 
 def _knob(name: str) -> models.PositiveIntegerField[int | None, int | None]:

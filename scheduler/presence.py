@@ -1,7 +1,8 @@
 """Who is alive: beat's last tick and the workers online, kept in Redis by the processes.
 
 Beat stamps a key on every tick (at least every 5 s with DatabaseScheduler); each worker's
-main process stamps its hostname in a hash every PRESENCE_INTERVAL seconds. The health page
+main process stamps its hostname in a hash every PRESENCE_INTERVAL seconds, and the queues it
+consumes in another (the schedule form refuses a queue no live worker consumes). The health page
 reads both without asking the processes anything, so it stays fast when one of them hangs.
 """
 
@@ -11,6 +12,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 BEAT_KEY = "nightshift:beat:last_tick"
 WORKERS_KEY = "nightshift:workers"
+QUEUES_KEY = "nightshift:worker-queues"  # hostname -> the queues it consumes, comma-separated
 PRESENCE_INTERVAL = 15.0
 # A worker not seen for this long is offline; its entry is dropped after FORGET_AFTER.
 ONLINE_WITHIN = timedelta(seconds=3 * PRESENCE_INTERVAL)
@@ -58,14 +61,21 @@ class WorkerPresence:
     online: bool
 
 
-def stamp_worker(hostname: str) -> None:
-    client().hset(WORKERS_KEY, hostname, datetime.now(UTC).isoformat())
+def stamp_worker(hostname: str, queues: Iterable[str] = ()) -> None:
+    pipe = client().pipeline()
+    pipe.hset(WORKERS_KEY, hostname, datetime.now(UTC).isoformat())
+    if queues:
+        pipe.hset(QUEUES_KEY, hostname, ",".join(sorted(queues)))
+    pipe.execute()
 
 
 def forget_worker(hostname: str) -> None:
     """A worker that shuts down cleanly leaves the list at once."""
     try:
-        client().hdel(WORKERS_KEY, hostname)
+        pipe = client().pipeline()
+        pipe.hdel(WORKERS_KEY, hostname)
+        pipe.hdel(QUEUES_KEY, hostname)
+        pipe.execute()
     except redis.RedisError as exc:  # shutting down: Redis may be gone too
         logger.warning("could not remove worker %s from Redis: %s", hostname, exc)
 
@@ -83,16 +93,31 @@ def workers(now: datetime | None = None) -> list[WorkerPresence]:
         found.append(WorkerPresence(host, seen, now - seen <= ONLINE_WITHIN))
     if forgotten:
         r.hdel(WORKERS_KEY, *forgotten)
+        r.hdel(QUEUES_KEY, *forgotten)
     return sorted(found, key=lambda w: (not w.online, w.hostname))
 
 
-def start_worker_presence(hostname: str) -> threading.Thread:
-    """Keep stamping `hostname` from a daemon thread of the worker's main process."""
+def live_queues(now: datetime | None = None) -> set[str]:
+    """The queues that some online worker consumes."""
+    online = {worker.hostname for worker in workers(now) if worker.online}
+    return {
+        queue
+        for host, names in client().hgetall(QUEUES_KEY).items()
+        if _text(host) in online
+        for queue in _text(names).split(",")
+        if queue
+    }
+
+
+def start_worker_presence(hostname: str, queues: Iterable[str] = ()) -> threading.Thread:
+    """Keep stamping `hostname` (and the queues it consumes) from a daemon thread of the
+    worker's main process."""
+    queues = list(queues)
 
     def loop() -> None:
         while True:
             try:
-                stamp_worker(hostname)
+                stamp_worker(hostname, queues)
             except redis.RedisError as exc:
                 logger.warning("could not record worker presence in Redis: %s", exc)
             time.sleep(PRESENCE_INTERVAL)

@@ -6,12 +6,19 @@ Nothing here changes state (that is scheduler.services).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from celery import current_app
-from django.db.models import OuterRef, QuerySet, Subquery
-from django_celery_beat.models import PeriodicTask
+from django.db.models import Model, OuterRef, Q, QuerySet, Subquery
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
 
 from scheduler.models import JobRun, SchedulePolicy
 from scheduler.policy import KNOB, KNOBS
@@ -91,12 +98,30 @@ def scheduled_jobs() -> list[str]:
     return list(PeriodicTask.objects.order_by("task").values_list("task", flat=True).distinct())
 
 
+# The timing rows a schedule fires by, and the schedule's field that points at each.
+TIMING_FIELDS: dict[type[Model], str] = {
+    CrontabSchedule: "crontab",
+    IntervalSchedule: "interval",
+    SolarSchedule: "solar",
+    ClockedSchedule: "clocked",
+}
+
+
 # --- Schedules --------------------------------------------------------------------------------
 
 
 def schedule_names() -> list[str]:
     """Every schedule's name, in order."""
     return list(PeriodicTask.objects.order_by("name").values_list("name", flat=True))
+
+
+def schedules_using(timings: Iterable[Model]) -> list[str]:
+    """The names of the schedules that fire by any of these timing rows (crontab, interval,
+    solar or clocked), in order."""
+    query = Q(pk__in=[])
+    for row in timings:
+        query |= Q(**{TIMING_FIELDS[type(row)]: row.pk})
+    return list(PeriodicTask.objects.filter(query).order_by("name").values_list("name", flat=True))
 
 
 def policy_of(task: PeriodicTask) -> SchedulePolicy | None:

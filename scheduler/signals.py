@@ -16,10 +16,14 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
+from django.db.models import Model, ProtectedError
+from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
-from scheduler import presence, recording
+from scheduler import presence, recording, selectors
+from scheduler.describe import timing_in_words
 from scheduler.recording import ENQUEUED_HEADER
 
 
@@ -74,7 +78,8 @@ def close_unusable_connections(sender: Any = None, **kwargs: Any) -> None:
 @worker_ready.connect(dispatch_uid="nightshift-worker-presence")
 def announce_worker(sender: Any = None, **kwargs: Any) -> None:
     """The worker's main process tells the health page it is online, until it stops."""
-    presence.start_worker_presence(sender.hostname)
+    queues = sender.app.amqp.queues.consume_from  # -Q's queues, else all it knows
+    presence.start_worker_presence(sender.hostname, [str(name) for name in queues])
 
 
 @worker_shutdown.connect(dispatch_uid="nightshift-worker-gone")
@@ -82,3 +87,27 @@ def withdraw_worker(sender: Any = None, **kwargs: Any) -> None:
     hostname = getattr(sender, "hostname", None)
     if hostname:
         presence.forget_worker(hostname)
+
+
+def refuse_deleting_a_timing_in_use(sender: type[Model], instance: Model, **kwargs: Any) -> None:
+    """A crontab, interval, solar or clocked row that schedules fire by is not deleted.
+
+    django-celery-beat's foreign keys cascade: deleting one row would delete every schedule
+    using it, with no history. Raised inside the deletion's transaction, so nothing is deleted.
+    """
+    names = selectors.schedules_using([instance])
+    if names:
+        raise ProtectedError(
+            f"Cannot delete the {sender._meta.verbose_name} {timing_in_words(instance)!r}: "
+            f"{len(names)} schedule(s) use it ({', '.join(names)}). "
+            "Give them another timing in the schedule form, or delete them, first.",
+            set(PeriodicTask.objects.filter(name__in=names)),
+        )
+
+
+for _timing in selectors.TIMING_FIELDS:
+    pre_delete.connect(
+        refuse_deleting_a_timing_in_use,
+        sender=_timing,
+        dispatch_uid=f"nightshift-protect-{_timing._meta.model_name}",
+    )

@@ -1,7 +1,8 @@
 """Nightshift's admin: schedules (django-celery-beat's PeriodicTask, replacing its own pages) and
-job runs. Importing the package registers both; jobs' admin reuses WrittenByJobs."""
+job runs, and django-celery-beat's timing rows read-only. Importing the package registers them;
+jobs' admin reuses WrittenByJobs."""
 
-from scheduler.admin import runs, schedules
+from scheduler.admin import runs, schedules, timings
 from scheduler.admin.runs import WrittenByJobs
 
-__all__ = ["WrittenByJobs", "runs", "schedules"]
+__all__ = ["WrittenByJobs", "runs", "schedules", "timings"]

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import re
 from typing import Any, cast
 from zoneinfo import available_timezones
 
+import redis
 from celery import current_app
 from django import forms
 from django.conf import settings
@@ -23,7 +25,7 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
-from scheduler import history, services
+from scheduler import history, presence, services
 from scheduler.describe import (
     CRONTAB_FIELDS,
     CrontabError,
@@ -37,6 +39,8 @@ from scheduler.policy import KNOBS, POLICY_FIELDS, Knob
 from scheduler.selectors import JobInfo, policy_of, registered_jobs
 from scheduler.sync import get_crontab
 from scheduler.timing import Timing, next_fire_times
+
+logger = logging.getLogger(__name__)
 
 KINDS = [
     ("crontab", "crontab"),
@@ -118,9 +122,9 @@ class TimingForm(forms.Form):
                     data[field] = check_crontab_field(field, data.get(field) or "")
                 except CrontabError as exc:
                     self.add_error(field, str(exc))
-            if not data.get("timezone"):
+            if not data.get("timezone") and "timezone" not in self.errors:
                 self.add_error("timezone", "Pick the time zone the crontab counts in.")
-        elif kind in KIND_FIELDS and not data.get(kind):
+        elif kind in KIND_FIELDS and not data.get(kind) and kind not in self.errors:
             self.add_error(kind, f"Pick the {kind} schedule to use (or choose another kind).")
         for other in KIND_FIELDS:
             if other != kind and data.get(other):
@@ -250,6 +254,34 @@ class ScheduleForm(TimingForm, PolicyForm, forms.ModelForm[Schedule]):
             "kwargs",
             "queue",
         ]
+        # In place of django-celery-beat's texts ("Short Description For This Task", "Set to
+        # False to disable the schedule", ...).
+        labels = {
+            "interval": "Interval",
+            "solar": "Solar event",
+            "clocked": "Clocked time",
+            "one_off": "One-off",
+            "start_time": "Starts",
+            "expires": "Expires",
+            "args": "Positional arguments",
+            "kwargs": "Keyword arguments",
+            "queue": "Queue",
+        }
+        help_texts = {
+            "name": "Unique; the run history, Sentry and its monitor know the schedule by it.",
+            "description": "Notes for the people who read or edit this schedule (optional).",
+            "enabled": "Untick to stop the schedule without deleting it.",
+            "interval": "Shared by the schedules that pick it: the + adds another.",
+            "solar": "Shared by the schedules that pick it: the + adds another.",
+            "clocked": "Shared by the schedules that pick it: the + adds another.",
+            "one_off": "Runs once, then the schedule is disabled.",
+            "start_time": "No run before this time (Asia/Shanghai). Empty: from now.",
+            "expires": "No run after this time (Asia/Shanghai). Empty: never expires.",
+            "args": 'A JSON list, e.g. ["a", 2]. Usually empty: jobs take keyword arguments.',
+            "kwargs": 'A JSON object, e.g. {"day": "2026-01-31"}.',
+            "queue": "Empty: the default queue. Otherwise a queue a live worker consumes "
+            "(celery -A config worker -Q NAME).",
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -263,7 +295,9 @@ class ScheduleForm(TimingForm, PolicyForm, forms.ModelForm[Schedule]):
         self.before = history.snapshot(task) if task.pk else {}
         if task.pk:
             self._initial_from(task)
-        self._show_job_defaults(self.jobs.get(task.task))
+        # After a refused save, the hints are those of the job as posted.
+        picked = self.data.get(self.add_prefix("task")) if self.is_bound else task.task
+        self._show_job_defaults(self.jobs.get(picked or ""))
         if not self.can_edit_policy:
             for field in POLICY_FIELDS:
                 self.fields[field].disabled = True
@@ -318,6 +352,24 @@ class ScheduleForm(TimingForm, PolicyForm, forms.ModelForm[Schedule]):
 
     def clean_kwargs(self) -> str:
         return json.dumps(self._json("kwargs", dict, '{"day": "2026-01-31"}'))
+
+    def clean_queue(self) -> str | None:
+        queue: str | None = (self.cleaned_data.get("queue") or "").strip() or None
+        if queue is None:
+            return None
+        try:
+            live = presence.live_queues()
+        except redis.RedisError as exc:  # beat cannot send anything either; do not block edits
+            logger.warning("could not read the workers' queues from Redis: %s", exc)
+            return queue
+        if queue not in live:
+            consumed = ", ".join(sorted(live)) or "none: no worker is online"
+            raise ValidationError(
+                f"No live worker consumes the queue {queue!r}, so its runs would wait there "
+                f"unseen (queues consumed now: {consumed}). Start a worker with "
+                f"`celery -A config worker -Q {queue}`, or leave the queue empty."
+            )
+        return queue
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

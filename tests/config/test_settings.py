@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -109,3 +110,42 @@ def test_sentry_is_initialised_only_with_a_dsn(dsn: str) -> None:
     assert result.stdout.split() == (
         ["True", "False", "True"] if dsn else ["False", "None", "False"]
     )
+
+
+LOGIN_PAGE = """
+import re, django
+django.setup()
+from django.test import Client
+client = Client(HTTP_HOST="localhost")
+page = client.get("/admin/login/", secure=True)
+print("login", page.status_code)
+css = re.search(r'href="(/static/admin/css/base[^"]*\\.css)"', page.content.decode())[1]
+print("css", css, client.get(css, secure=True).status_code)
+"""
+
+
+def test_static_files_collected_under_debug_serve_a_production_start(tmp_path: Path) -> None:
+    """collectstatic run with DEBUG=true, the site then started with DEBUG=false: pages work."""
+    env = bare_env(STATIC_ROOT=str(tmp_path / "static"), DATABASE_URL=f"sqlite:///{tmp_path}/db")
+    collect = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env={**env, "DEBUG": "true"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert collect.returncode == 0, collect.stderr
+
+    production = run_python(
+        LOGIN_PAGE, {**env, "DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50)}
+    )
+    assert production.returncode == 0, production.stderr
+    lines = production.stdout.splitlines()
+    assert lines[0] == "login 200"
+    assert re.fullmatch(r"css /static/admin/css/base\.[0-9a-f]{12}\.css 200", lines[1])
+
+    # A developer's DEBUG=true process serves the same pages without any collectstatic.
+    development = run_python(LOGIN_PAGE, bare_env(DEBUG="true", STATIC_ROOT=str(tmp_path / "none")))
+    assert development.returncode == 0, development.stderr
+    assert development.stdout.splitlines() == ["login 200", "css /static/admin/css/base.css 200"]

@@ -43,3 +43,14 @@ def test_a_silent_worker_is_shown_offline_then_forgotten(processes: list[Process
     assert (seen.hostname, seen.online) == ("gone@host", False)
     assert presence.workers(now + presence.FORGET_AFTER + timedelta(seconds=1)) == []
     assert presence.workers() == [], "a forgotten worker is removed from Redis"
+
+
+def test_a_worker_announces_the_queues_it_consumes(processes: list[Process]) -> None:
+    worker = start_worker(
+        "queues-worker", child_env(), concurrency=1, options=["-Q", "reports,celery"]
+    )
+    processes.append(worker)
+    queues = wait_for(presence.live_queues, 60, "the worker to announce its queues")
+    assert queues == {"reports", "celery"}
+    worker.stop()
+    assert presence.live_queues() == set(), "a worker that stops cleanly takes its queues along"

@@ -21,13 +21,12 @@ def _perms(group: str) -> set[str]:
 
 
 def test_groups_carry_the_intended_permissions() -> None:
-    schedule_models = [
-        "scheduler.schedule",
-        "django_celery_beat.periodictask",
-        "django_celery_beat.crontabschedule",
-        "django_celery_beat.intervalschedule",
-        "django_celery_beat.solarschedule",
-        "django_celery_beat.clockedschedule",
+    schedule_models = ["scheduler.schedule", "django_celery_beat.periodictask"]
+    # Timing rows are edited in the schedule form only; editors may add one from its "+".
+    new_timings = [
+        "django_celery_beat.add_intervalschedule",
+        "django_celery_beat.add_solarschedule",
+        "django_celery_beat.add_clockedschedule",
     ]
     records = [
         "scheduler.jobrun",
@@ -45,9 +44,27 @@ def test_groups_carry_the_intended_permissions() -> None:
         "scheduler.run_schedule",
         "scheduler.change_schedulepolicy",
         "scheduler.view_schedulepolicy",
+        *new_timings,
         *(perm(m, "view") for m in records),
     }
     assert _perms("Viewers") == {perm(m, "view") for m in [*schedule_models, *records]}
+
+
+def test_migrate_takes_back_the_timing_pages_an_older_version_granted() -> None:
+    editors = Group.objects.get(name="Schedule editors")
+    editors.permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="django_celery_beat",
+            codename__in=["change_crontabschedule", "delete_intervalschedule"],
+        )
+    )
+
+    call_command("migrate", verbosity=0)
+
+    assert not {
+        "django_celery_beat.change_crontabschedule",
+        "django_celery_beat.delete_intervalschedule",
+    } & _perms(editors.name)
 
 
 def test_migrate_gives_back_what_is_missing_and_keeps_what_an_operator_added() -> None:

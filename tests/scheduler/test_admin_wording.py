@@ -1,0 +1,108 @@
+"""What the schedule pages say: Nightshift's words instead of django-celery-beat's and Django's
+stock texts, one true message per mistake, and a queue no live worker consumes refused."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from scheduler import presence
+from scheduler.models import Schedule
+from scheduler.policy import KNOB
+from scheduler.selectors import registered_jobs
+from tests.factories import make_schedule
+from tests.scheduler.schedule_pages import ADD, form_data
+
+pytestmark = pytest.mark.django_db
+
+STOCK_TEXTS = [
+    "Short Description For This Task",
+    "Detailed description about the details of this Periodic Task",
+    "Set to False to disable the schedule",
+    "Leave None for default queuing",
+    "Set only one schedule type, leave the others null",
+    "If True, the schedule will only run the task a single time",
+    "Datetime when the schedule should begin",
+    "JSON encoded",
+]
+
+
+def _errors(html: str) -> list[str]:
+    """The text of every error message on the page."""
+    lists = re.findall(r'<ul class="errorlist[^"]*"[^>]*>(.*?)</ul>', html, re.S)
+    return [item for found in lists for item in re.findall(r"<li>(.*?)</li>", found, re.S)]
+
+
+def test_the_form_speaks_nightshifts_words(editor_client: Client) -> None:
+    html = editor_client.get(ADD).content.decode()
+    for stock in STOCK_TEXTS:
+        assert stock not in html
+    assert "Untick to stop the schedule without deleting it." in html
+    assert "Notes for the people who read or edit this schedule (optional)." in html
+    # Date and time fields say the time zone instead of comparing it with the browser's.
+    note = r'src="/static/scheduler/time_zone_note\.\w+\.js" data-time-zone="Asia/Shanghai"'
+    assert re.search(note, html)
+
+
+def test_after_a_refused_save_the_hints_are_those_of_the_posted_job(
+    editor_client: Client,
+) -> None:
+    response = editor_client.post(ADD, form_data(minute="61"))
+    html = response.content.decode()
+    assert response.status_code == 200 and _errors(html) == ["minute: 61 is out of range 0-59"]
+    defaults = registered_jobs()["jobs.daily_report"].defaults
+    for name in ("overlap", "time_limit", "max_retries"):
+        shown = KNOB[name].in_words(defaults[name])
+        assert f'data-policy="{name}">{shown}</span>' in html
+    assert "pick a job" not in html
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        (
+            {"kind": "interval", "interval": "999"},
+            "Select a valid choice. That choice is not one of the available choices.",
+        ),
+        (
+            {"timezone": "Mars/Base"},
+            "Select a valid choice. Mars/Base is not one of the available choices.",
+        ),
+    ],
+)
+def test_one_mistake_one_true_message(
+    editor_client: Client, typed: dict[str, str], message: str
+) -> None:
+    response = editor_client.post(ADD, form_data(**typed))
+    assert _errors(response.content.decode()) == [message]
+    assert not Schedule.objects.exists()
+
+
+def test_a_queue_no_live_worker_consumes_is_refused(editor_client: Client, broker: Any) -> None:
+    response = editor_client.post(ADD, form_data(queue="reports"))
+    assert _errors(response.content.decode()) == [
+        "No live worker consumes the queue &#x27;reports&#x27;, so its runs would wait there "
+        "unseen (queues consumed now: none: no worker is online). Start a worker with "
+        "`celery -A config worker -Q reports`, or leave the queue empty."
+    ]
+    assert not Schedule.objects.exists()
+
+    presence.stamp_worker("w1@host", ["celery"])
+    response = editor_client.post(ADD, form_data(queue="reports"))
+    assert "queues consumed now: celery)" in _errors(response.content.decode())[0]
+
+    presence.stamp_worker("w2@host", ["celery", "reports"])
+    assert editor_client.post(ADD, form_data(queue="reports")).status_code == 302
+    assert Schedule.objects.get(name="nightly-report").queue == "reports"
+    assert editor_client.post(ADD, form_data(name="default-queue")).status_code == 302
+
+
+def test_run_now_keeps_the_name_as_typed(editor_client: Client, broker: Any) -> None:
+    schedule = make_schedule("nightly-report", task="jobs.daily_report")
+    response = editor_client.post(f"/admin/scheduler/schedule/{schedule.pk}/run/", follow=True)
+    assert '<li class="success">nightly-report: started jobs.daily_report' in (
+        response.content.decode()
+    )
