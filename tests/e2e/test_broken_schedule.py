@@ -1,8 +1,8 @@
 """A schedule beat cannot send (kwargs that no longer fit its job, kwargs that are not JSON, a job
 no longer registered), with real beat, worker and a local Sentry endpoint: each of its slots is a
 `failed` row with the reason, Sentry hears once per schedule and each slot's check-in is closed
-as error, the admin's list marks it broken, the other schedules keep running, and once the
-schedule is fixed in the admin it runs again.
+as error (a restarted beat does not report it again), the admin's list marks it broken, the
+other schedules keep running, and once the schedule is fixed in the admin it runs again.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ EVERY = timedelta(seconds=2)
 
 def rows_of(name: str) -> list[JobRun]:
     return list(JobRun.objects.filter(schedule=name).order_by("slot", "id"))
+
+
+def failures_of(name: str) -> int:
+    return JobRun.objects.filter(schedule=name, status=S.FAILED).count()
 
 
 def checkins_of(server: SentryServer, slug: str) -> list[dict[str, Any]]:
@@ -127,13 +131,13 @@ def test_broken_schedules_fail_each_slot_visibly_and_run_again_once_fixed(
         ),
     )
     assert edited.status_code == 302, edited.content.decode()[-3000:]
-    assert "schedule-broken" not in row_of(schedule_list(client), "unfit-kwargs")
     first_success = wait_for(
         lambda: JobRun.objects.filter(schedule="unfit-kwargs", status=S.SUCCEEDED).first(),
         60,
         "the fixed schedule to run",
     )
     assert int(redis_client().get("tests:count:unfit") or 0) >= 1
+    assert "schedule-broken" not in row_of(schedule_list(client), "unfit-kwargs")
 
     # The count: every slot of the broken schedule up to its first run after the fix has one
     # row, failed before the fix reached beat and succeeded after.
@@ -151,6 +155,17 @@ def test_broken_schedules_fail_each_slot_visibly_and_run_again_once_fixed(
     # No failure once it ran: the fix holds.
     assert statuses == sorted(statuses, key=lambda s: s == S.SUCCEEDED)
 
+    # A new beat (restarted, or a standby taking over) does not tell Sentry again about the
+    # schedules still broken: their event was sent since their last edit.
+    beat.stop()
+    processes.append(start_beat("broken-beat-2", env))
+    still_broken = {name: failures_of(name) for name in ("not-json", "job-gone")}
+    wait_for(
+        lambda: all(failures_of(name) >= n + 2 for name, n in still_broken.items()),
+        60,
+        "two more failed slots of each schedule still broken, from the new beat",
+    )
+
     # Sentry: one event per broken schedule, whatever the number of failed slots; a check-in
     # per failed slot, closed as error by beat itself.
     events = wait_for(
@@ -163,7 +178,7 @@ def test_broken_schedules_fail_each_slot_visibly_and_run_again_once_fixed(
     def error_checkin_per_failed_slot() -> bool:
         return all(
             len([c for c in checkins_of(sentry_server, name) if c["status"] == "error"])
-            >= sum(r.status == S.FAILED for r in rows_of(name))
+            >= failures_of(name)
             for name in broken
         )
 
