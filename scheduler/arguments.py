@@ -18,6 +18,10 @@ def check_arguments(job_name: str, args: list[Any], kwargs: dict[str, Any]) -> l
     """What is wrong with running job `job_name` with these arguments; empty when they fit."""
     task = current_app.tasks.get(job_name)
     if task is None:
+        # Celery discovers the apps' tasks when a worker or beat starts; elsewhere, on demand.
+        current_app.autodiscover_tasks(force=True)
+        task = current_app.tasks.get(job_name)
+    if task is None:
         return [f"{job_name} is not a registered job"]
     try:
         signature = inspect.signature(task.run)
