@@ -9,7 +9,8 @@ one row on a 1-second interval (queue `first`). Three contenders, one after anot
 - stock: `celery -A bench.stock_beat_app beat -S django_celery_beat.schedulers:DatabaseScheduler`,
   django-celery-beat as shipped (project receivers disconnected; its log names the class).
   Its burst is quadratic, so it runs only where ~20 s x (n/1000)^2 stays under 10 minutes.
-- nightshift: `celery -A config beat -S django`, as the Procfile starts it.
+- nightshift: `celery -A bench.beat_app beat -S django`: the Procfile's command, on the project
+  app plus the `bench.noop` job (beat sends only jobs it knows, as a deploy's beat does).
 
 Per beat: start→first dispatch (Popen to the first message of the 1-s schedule); last msg
 after slot (the first whole minute after beat dispatches and `bench` is quiet, to the moment
@@ -72,7 +73,7 @@ COMMANDS = {
         CELERY, "-A", "bench.stock_beat_app", "beat",
         "-S", "django_celery_beat.schedulers:DatabaseScheduler",
     ],
-    "nightshift": [CELERY, "-A", "config", "beat", "-S", "django"],
+    "nightshift": [CELERY, "-A", "bench.beat_app", "beat", "-S", "django"],
 }  # fmt: skip
 CONTENDER_TIMEOUT = 600.0  # seconds: to the first dispatch, and from the slot to the last message
 STOCK_SECONDS_AT_1000 = 20.0  # measured earlier; stock's burst grows with n squared

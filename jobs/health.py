@@ -16,6 +16,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from jobs import cache
+from scheduler.broken import broken_reason
 from scheduler.models import JobRun
 from scheduler.timing import Timing
 
@@ -45,7 +46,7 @@ def cached_job_health() -> dict[str, Any]:
 
 def job_health() -> dict[str, Any]:
     """Per job with an enabled schedule or a run in the last 24 h: last run, failures, next run;
-    per enabled schedule: next run, its last run, and whether it is overdue.
+    per enabled schedule: next run, its last run, whether it is overdue and whether it is broken.
 
     Times are ISO 8601 strings in TIME_ZONE, so the value is JSON-friendly.
     """
@@ -98,7 +99,7 @@ def job_health() -> dict[str, Any]:
 
     run_ids = [entry.last_run_id for entry in jobs.values()]
     run_ids += [task.schedule_last_run_id for task, _ in per_schedule]
-    last_runs = JobRun.objects.only("started_at", "status").in_bulk(
+    last_runs = JobRun.objects.only("started_at", "status", "error_type", "error_message").in_bulk(
         [pk for pk in run_ids if pk is not None]
     )
     late = now - OVERDUE_AFTER
@@ -116,7 +117,12 @@ def job_health() -> dict[str, Any]:
 def _schedule_dict(
     task: Any, due: datetime | None, last: JobRun | None, now: datetime, late: datetime
 ) -> dict[str, Any]:
-    """One enabled schedule: its next run, its own last run, and whether it is overdue."""
+    """One enabled schedule: its next run, its own last run, whether it is overdue or broken."""
+    broken = ""
+    if last is not None:
+        broken = broken_reason(
+            last.error_type, last.error_message, last.started_at, task.date_changed
+        )
     return {
         "name": task.name,
         "job": task.task,
@@ -127,6 +133,8 @@ def _schedule_dict(
         "last_run_id": last.pk if last else None,
         "last_run_at": _iso(last.started_at) if last else None,
         "last_status": last.status if last else None,
+        # Why beat cannot send it (scheduler.broken); None: it is not broken.
+        "broken": broken or None,
     }
 
 

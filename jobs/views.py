@@ -56,7 +56,11 @@ def health_context(now: datetime | None = None) -> dict[str, Any]:
         if entry["overdue_since"]:
             since = timezone.localtime(entry["overdue_since"])
             problems.append(f"overdue since {since:%Y-%m-%d %H:%M}")
-        if entry["last_status"] in FAILED:
+        if entry.get("broken"):
+            problems.append(
+                f"broken: {entry['broken']}; each slot fails until the schedule is edited"
+            )
+        elif entry["last_status"] in FAILED:
             problems.append(f"last run {entry['last_status']}")
         elif entry["last_status"] == JobRun.Status.MISSED:
             problems.append("last slot missed: beat did not send it in time")

@@ -132,12 +132,15 @@ def policy_of(task: PeriodicTask) -> SchedulePolicy | None:
 
 
 def with_last_runs(queryset: QuerySet[Any]) -> QuerySet[Any]:
-    """Annotate each schedule with its newest run and its newest success (index-backed)."""
+    """Annotate each schedule with its newest run (its error too, which says whether the
+    schedule is broken: scheduler.broken) and its newest success (index-backed)."""
     runs = JobRun.objects.filter(schedule=OuterRef("name")).order_by("-started_at")
     succeeded = runs.filter(status=JobRun.Status.SUCCEEDED)
     annotated: QuerySet[Any] = queryset.annotate(
         last_run_id=Subquery(runs.values("pk")[:1]),
         last_status=Subquery(runs.values("status")[:1]),
+        last_error_type=Subquery(runs.values("error_type")[:1]),
+        last_error_message=Subquery(runs.values("error_message")[:1]),
         last_started_at=Subquery(runs.values("started_at")[:1]),
         last_duration=Subquery(runs.values("duration_seconds")[:1]),
         last_success_at=Subquery(succeeded.values("started_at")[:1]),

@@ -280,7 +280,7 @@ def differential_schedules(rng: random.Random, start: datetime, hours: float) ->
             number += 1
             fields: dict[str, Any] = {
                 "name": f"diff-{number:03d}-{kind}",
-                "task": rng.choice(["diff.report", "diff.cleanup"]),  # no such task here
+                "task": rng.choice(["diff.report", "diff.cleanup"]),  # test_engine_differential's
                 "args": json.dumps(rng.choice([[], [number], ["x", 2], [{"k": [1, 2]}]])),
                 "kwargs": json.dumps(rng.choice([{}, {"n": number}, {"dry_run": True}])),
                 "queue": rng.choice(QUEUES),

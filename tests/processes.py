@@ -132,11 +132,13 @@ def wait_until_ready(worker: Process, timeout: float = 60, broker_url: str | Non
             pinger.close()
 
 
-def start_beat(name: str, env: Mapping[str, str]) -> Process:
-    # Exactly the product's beat command; the pid file goes under var/ so two beats can coexist.
+def start_beat(name: str, env: Mapping[str, str], app: str = "tests.e2e_app") -> Process:
+    # The product's beat command; the pid file goes under var/ so two beats can coexist. Its app
+    # is the workers' (the project's app plus the test jobs): beat knows the jobs it sends, as in
+    # a deploy, where beat and workers run the same code.
     return Process(
         name,
-        [CELERY, "-A", "config", "beat", "-S", "django", "--pidfile", str(LOG_DIR / f"{name}.pid")],
+        [CELERY, "-A", app, "beat", "-S", "django", "--pidfile", str(LOG_DIR / f"{name}.pid")],
         env,
     )
 

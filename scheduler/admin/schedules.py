@@ -35,6 +35,7 @@ from django_celery_beat.models import PeriodicTask
 
 from scheduler import history, selectors, services
 from scheduler.admin.forms import ScheduleForm, TimingForm
+from scheduler.broken import broken_reason
 from scheduler.describe import schedule_in_words
 from scheduler.models import JobRun, Schedule
 from scheduler.policy import KNOBS, POLICY_FIELDS
@@ -188,11 +189,25 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         if not status:
             return "never ran"
         url = reverse("admin:scheduler_jobrun_change", args=[obj.last_run_id])
-        return format_html(
+        link = format_html(
             '<a class="run-status run-status-{}" href="{}">{}</a>',
             status,
             url,
             JobRun.Status(status).label,
+        )
+        reason = broken_reason(
+            getattr(obj, "last_error_type", None),
+            getattr(obj, "last_error_message", None),
+            getattr(obj, "last_started_at", None),
+            obj.date_changed,
+        )
+        if not reason:
+            return link
+        return format_html(
+            '{} <span class="schedule-broken" title="{}">broken: {}</span>',
+            link,
+            "Beat records each slot as failed until the schedule is edited to fit its job.",
+            reason,
         )
 
     @admin.display(description="started", ordering="last_started_at")

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from scheduler import policy
+from scheduler.arguments import check_arguments
 from scheduler.timing import Occurrence, Timing
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ class Entry:
     version: int = 0
     # Slots before this are not owed (the schedule did not run then: created or enabled later).
     owed_from: datetime = _EVER
+    # Why beat cannot send it (scheduler.broken): its slots are recorded `failed`, not sent.
+    broken: str = ""
+    reported: bool = False  # its breakage was reported to Sentry (or found reported already)
 
     def deadline(self, slot: datetime) -> datetime | None:
         return self.timing.deadline(slot, self.start_deadline)
@@ -71,6 +75,8 @@ class Builder:
     def __init__(self, app: Celery) -> None:
         self.app = app
         self._schedules: dict[tuple[Any, ...], Any] = {}
+        # Thousands of schedules share a job and its arguments: each fit is checked once.
+        self._fits: dict[tuple[str, str, str], str] = {}
 
     def build_all(self, tasks: Iterable[PeriodicTask]) -> Iterator[Entry]:
         for task in tasks:
@@ -82,19 +88,15 @@ class Builder:
         """The entry of an enabled row; None (logged) when beat cannot use the row."""
         try:
             key, sched = self._schedule(task)
-            args = json.loads(task.args or "[]")
-            kwargs = json.loads(task.kwargs or "{}")
-            headers = json.loads(task.headers or "{}")
-            if not isinstance(args, list) or not isinstance(kwargs, dict):
-                raise ValueError("args must be a JSON list and kwargs a JSON object")
-            if not isinstance(headers, dict):
-                raise ValueError("headers must be a JSON object")
         except (ValueError, TypeError) as exc:
             logger.error("schedule %r cannot be dispatched: %s", task.name, exc)
             return None
         if sched is None:
             logger.error("schedule %r has no crontab, interval, solar or clocked", task.name)
             return None
+        args, kwargs, headers, broken = self._message(task)
+        if broken:
+            logger.warning("schedule %r is broken: %s", task.name, broken)
         options: dict[str, Any] = {
             name: getattr(task, name)
             for name in _MESSAGE_OPTIONS
@@ -135,7 +137,25 @@ class Builder:
             start_deadline=start_deadline,
             total_run_count=task.total_run_count,
             last=_local(task.last_run_at),
+            broken=broken,
         )
+
+    def _message(self, task: PeriodicTask) -> tuple[list[Any], dict[str, Any], dict[str, Any], str]:
+        """(args, kwargs, headers, why the schedule is broken: '' when it is not)."""
+        try:
+            args = json.loads(task.args or "[]")
+            kwargs = json.loads(task.kwargs or "{}")
+            headers = json.loads(task.headers or "{}")
+        except ValueError as exc:
+            return [], {}, {}, f"its args, kwargs or headers are not valid JSON ({exc})"
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            return [], {}, {}, "its args must be a JSON list and its kwargs a JSON object"
+        if not isinstance(headers, dict):
+            return [], {}, {}, "its headers must be a JSON object"
+        fit = (task.task, task.args or "", task.kwargs or "")
+        if fit not in self._fits:
+            self._fits[fit] = "; ".join(check_arguments(task.task, args, kwargs))
+        return args, kwargs, headers, self._fits[fit]
 
     def _schedule(self, task: PeriodicTask) -> tuple[tuple[Any, ...], Any]:
         if task.crontab_id and task.crontab is not None:

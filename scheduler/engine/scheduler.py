@@ -10,7 +10,8 @@ State, and where each piece lives:
   phase never drifts) and `total_run_count` (messages sent), written back in one statement per
   batch after each tick; one-off and expired schedules are disabled the same way;
 - what was not sent: a JobRun row `missed` per slot whose deadline passed before it could be
-  sent (beat down, standing by, or the broker refusing), written in bulk;
+  sent (beat down, standing by, or the broker refusing), and a `failed` one per slot of a broken
+  schedule (scheduler.broken: arguments that do not fit its job), written in bulk;
 - the leader's watermark in Redis: every slot due up to then is handled. A beat that takes the
   lead starts from it, so slots the old leader handled are not sent again and slots it missed
   are sent (inside their deadline) or recorded.
@@ -40,6 +41,7 @@ from sentry_sdk.crons import MonitorStatus, capture_checkin
 
 from scheduler import presence, recording, reporting
 from scheduler.batching import chunks
+from scheduler.broken import BROKEN
 from scheduler.engine import changes, entries
 from scheduler.engine.entries import Entry
 from scheduler.engine.leader import Leadership, handled_watermark
@@ -78,7 +80,8 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         self._sends: dict[int, int] = defaultdict(int)  # messages sent per entry, to count
         self._versions = 0
         self._disable: set[int] = set()  # one-off schedules done
-        self._missed: list[JobRun] = []
+        self._rows: list[JobRun] = []  # missed and broken slots' rows, to insert
+        self._to_report: list[tuple[JobRun, Entry]] = []  # broken: Sentry hears once written
         self._leading = False
         self._next_poll = 0.0
         self._next_trim = 0.0
@@ -234,14 +237,16 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
             self._take_over()
             self._leading = True
         now = timezone.now()
-        batch, missed = self._collect(now)
+        batch, missed, broken = self._collect(now)
         self._retry_unsent(now, batch, missed)
         if batch:
             self._publish(batch, now)
         if missed:
             self._record_missed(missed, now)
+        if broken:
+            self._record_broken(broken, now)
         self._guard("write-back", self._write_back)
-        if batch or missed or now_mono >= self._next_handled:
+        if batch or missed or broken or now_mono >= self._next_handled:
             # At once after sending (a successor must not send it again), else once a second.
             self._next_handled = now_mono + 1.0
             self._record_handled(now)
@@ -288,10 +293,13 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
             self._renew(entry)
             self._push(entry)
 
-    def _collect(self, now: datetime) -> tuple[list[tuple[Entry, datetime]], list[_Unsent]]:
-        """Pop every due slot: (to send, to record as missed), in due order."""
+    def _collect(
+        self, now: datetime
+    ) -> tuple[list[tuple[Entry, datetime]], list[_Unsent], list[_Unsent]]:
+        """Pop every due slot: (to send, to record as missed, of broken schedules), in due order."""
         batch: list[tuple[Entry, datetime]] = []
         missed: list[_Unsent] = []
+        broken: list[_Unsent] = []
         now_ts = now.timestamp()
         while self._due and self._due[0][0] <= now_ts:
             self._keep_lead()
@@ -314,6 +322,8 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                         f"(beat down or no leader) from {_local(slot)} until {_local(now)}"
                     )
                     missed.append(_Unsent(entry, slot, deadline, reason))
+                elif entry.broken:
+                    broken.append(_Unsent(entry, slot, deadline, entry.broken))
                 else:
                     batch.append((entry, slot))
                 owed += 1
@@ -328,7 +338,7 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                     self._disable.add(entry.id)
             self._renew(entry)
             self._push(entry)
-        return batch, missed
+        return batch, missed, broken
 
     def _retry_unsent(
         self, now: datetime, batch: list[tuple[Entry, datetime]], missed: list[_Unsent]
@@ -401,7 +411,16 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         if next_slot is not None:
             headers[NEXT_SLOT_HEADER] = next_slot.isoformat()
         if sentry_sdk.get_client().is_active():
-            self._open_checkin(entry, slot, headers, options)
+            opened = self._checkin(entry, slot, options, MonitorStatus.IN_PROGRESS)
+            if opened is not None:
+                check_in_id, config = opened
+                headers.update(
+                    {
+                        "sentry-monitor-slug": entry.name,
+                        "sentry-monitor-config": config,
+                        "sentry-monitor-check-in-id": check_in_id,
+                    }
+                )
         logger.info("Sending due task %s (%s) for %s", entry.name, entry.task, _local(slot))
         task = self.app.tasks.get(entry.task)
         if task is not None:
@@ -413,26 +432,22 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                 entry.task, entry.args, entry.kwargs, producer=producer, headers=headers, **options
             )
 
-    def _open_checkin(
-        self, entry: Entry, slot: datetime, headers: dict[str, Any], options: dict[str, Any]
-    ) -> None:
-        """Open the Sentry Crons check-in the worker closes (see scheduler.reporting)."""
+    def _checkin(
+        self, entry: Entry, slot: datetime, options: dict[str, Any], status: str
+    ) -> tuple[str | None, dict[str, Any]] | None:
+        """Send the slot's Sentry Crons check-in: (its id, the monitor config); None when Crons
+        has no monitor for this schedule. `in_progress` is closed by the worker (see
+        scheduler.reporting); a broken schedule's slot is closed as `error` at once."""
         limit = options.get("time_limit") or hard_time_limit(entry.task)
         config = reporting.monitor_config(entry.timing.schedule, limit, slot)
         if not config:
-            return
+            return None
         check_in_id = capture_checkin(
             monitor_slug=entry.name,
             monitor_config=config,  # type: ignore[arg-type]
-            status=MonitorStatus.IN_PROGRESS,
+            status=status,
         )
-        headers.update(
-            {
-                "sentry-monitor-slug": entry.name,
-                "sentry-monitor-config": config,
-                "sentry-monitor-check-in-id": check_in_id,
-            }
-        )
+        return check_in_id, config
 
     # --- Recording ---------------------------------------------------------------------------
 
@@ -456,7 +471,7 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
             if task_id in taken:
                 continue  # sent after all (by an earlier leader): the worker records it
             entry = unsent.entry
-            self._missed.append(
+            self._rows.append(
                 JobRun(
                     task_id=task_id,
                     job=entry.task,
@@ -478,10 +493,70 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                 )  # fmt: skip
         logger.warning("beat recorded %d slots as missed", len(missed))
 
+    def _record_broken(self, broken: list[_Unsent], now: datetime) -> None:
+        """A `failed` row per slot of a broken schedule, with the reason; its Crons check-in
+        closed as error at once. Sentry hears once per schedule, when the row is written."""
+        checkins = sentry_sdk.get_client().is_active()
+        for unsent in broken:
+            entry = unsent.entry
+            run = JobRun(
+                task_id=f"broken-{uuid.uuid4()}",
+                job=entry.task,
+                schedule=entry.name,
+                trigger=JobRun.Trigger.SCHEDULE,
+                slot=unsent.slot,
+                started_at=now,
+                finished_at=now,
+                status=JobRun.Status.FAILED,
+                error_type=BROKEN,
+                error_message=entry.broken,
+            )
+            self._rows.append(run)
+            if not entry.reported:
+                entry.reported = True
+                self._to_report.append((run, entry))
+            if checkins:
+                _, options = entries.message_options(entry)
+                self._checkin(entry, unsent.slot, options, MonitorStatus.ERROR)
+        # A warning, not an error: sentry-sdk turns error logs into events, and this one's event
+        # is sent once per schedule (_report_broken).
+        logger.warning("beat recorded %d slots of broken schedules as failed", len(broken))
+
+    def _report_broken(self) -> None:
+        """One Sentry event per broken schedule, unless one was sent since its last edit (by
+        this beat before a restart, or by the beat that led before it)."""
+        pending, self._to_report = self._to_report, []
+        for done, (run, entry) in enumerate(pending):
+            if run.pk is None:  # not written yet
+                self._to_report.append((run, entry))
+                continue
+            earlier = (
+                JobRun.objects.filter(
+                    schedule=run.schedule, error_type=BROKEN, error_message=run.error_message
+                )
+                .exclude(pk=run.pk)
+                .exclude(sentry_event_id="")
+            )
+            if entry.timing.changed_at is not None:
+                earlier = earlier.filter(started_at__gte=entry.timing.changed_at)
+            try:
+                if earlier.exists():
+                    continue
+            except DatabaseError:
+                self._to_report.extend(pending[done:])
+                raise
+            message = f"Schedule {run.schedule} is broken: {run.error_message}"
+            event_id = reporting.report_run(run, BROKEN, None, message)
+            if event_id:
+                # The event is sent: a lost update only risks a second one after a restart.
+                with contextlib.suppress(DatabaseError):
+                    JobRun.objects.filter(pk=run.pk).update(sentry_event_id=event_id)
+
     def _write_back(self) -> None:
-        """Write what this beat did: last_run_at, total_run_count, missed rows, one-offs done."""
-        if self._missed:
-            rows, self._missed = self._missed, []
+        """Write what this beat did: last_run_at, total_run_count, missed and broken slots'
+        rows (and the Sentry event of a broken schedule), one-offs done."""
+        if self._rows:
+            rows, self._rows = self._rows, []
             inserted = 0
             try:
                 for chunk in chunks(rows, WRITE_BATCH):
@@ -489,8 +564,10 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
                     JobRun.objects.bulk_create(chunk)
                     inserted += len(chunk)
             except DatabaseError:
-                self._missed = rows[inserted:] + self._missed
+                self._rows = rows[inserted:] + self._rows
                 raise
+        if self._to_report:
+            self._report_broken()
         if self._written:
             written, self._written = self._written, {}
             sends, self._sends = self._sends, defaultdict(int)

@@ -14,6 +14,7 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 from jobs import cache
 from jobs.models import Backup
 from scheduler import presence
+from scheduler.broken import BROKEN
 from scheduler.engine.leader import Leadership
 from scheduler.models import JobRun
 from scheduler.redis_client import client as redis_client
@@ -92,6 +93,31 @@ def test_everything_running_and_what_needs_attention(admin_client: Client) -> No
     assert ":30:00" in upcoming and "nightly-backup" in upcoming
     backup = page[page.index('id="backup"') :]
     assert "nightshift-postgresql-20261123-023000+0800.dump" in backup and "5.0\xa0MB" in backup
+
+
+def test_a_broken_schedule_needs_attention_with_the_reason(admin_client: Client) -> None:
+    every_minute = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.MINUTES)
+    broken = PeriodicTask.objects.create(
+        name="broken", task="jobs.heartbeat", interval=every_minute, kwargs='{"nope": 1}'
+    )
+    reason = "unknown argument 'nope': jobs.heartbeat takes no arguments"
+    # What beat writes for each slot of a schedule it cannot send (scheduler.engine).
+    create_run(
+        "jobs.heartbeat", JobRun.Status.FAILED, schedule="broken", error_type=BROKEN,
+        error_message=reason,
+    )  # fmt: skip
+    cache.refresh_all().raise_for_failures()
+
+    page = admin_client.get(URL).content.decode()
+    attention = page[page.index('id="attention"') : page.index('id="failures"')]
+    assert "broken: unknown argument &#x27;nope&#x27;" in attention
+    assert "each slot fails until the schedule is edited" in attention
+
+    broken.kwargs = "{}"
+    broken.save()  # fixed: beat sends it at its next slot
+    cache.refresh_all().raise_for_failures()
+    attention = admin_client.get(URL).content.decode().split('id="attention"')[1]
+    assert "broken:" not in attention.split('id="failures"')[0]
 
 
 def test_dead_beat_no_workers_and_no_backup_are_shown_loudly(admin_client: Client) -> None:
