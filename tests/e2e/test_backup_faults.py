@@ -223,14 +223,17 @@ def test_a_pool_process_killed_mid_backup_takes_its_pg_dump_along_and_the_backup
     assert sorted(site.files()) == sorted(Path(p).name for p in site.backup_rows())
 
 
+@pytest.mark.parametrize("scheduled", [True, False], ids=["scheduled", "run by hand"])
 def test_a_whole_worker_killed_mid_backup_is_sent_again_at_once_and_its_late_copy_is_a_duplicate(
-    site: Site, processes: list[Process]
+    site: Site, processes: list[Process], scheduled: bool
 ) -> None:
     doomed = start_worker("backup-doomed", site.env(), concurrency=1)
     processes.append(doomed)
     wait_until_ready(doomed, 120)
-    slot = timezone.now().replace(microsecond=0)
-    headers = {"periodic_task_name": "nightly-backup", "nightshift_slot": slot.isoformat()}
+    # As beat sends it (schedule and slot), or as `celery call` does (neither).
+    slot = timezone.now().replace(microsecond=0) if scheduled else None
+    schedule = "nightly-backup" if scheduled else ""
+    headers = {"periodic_task_name": schedule, "nightshift_slot": slot.isoformat()} if slot else {}
 
     with dump_held(site):
         task_id = app.send_task("jobs.backup_database", headers=headers).id
@@ -260,7 +263,7 @@ def test_a_whole_worker_killed_mid_backup_is_sent_again_at_once_and_its_late_cop
     runs = site.runs(task_id)
     partials = site.partials()
     record(
-        "whole worker SIGKILLed mid-backup: sent again at once",
+        f"whole worker SIGKILLed mid-backup ({'scheduled' if scheduled else 'run by hand'})",
         owed=1,
         rows=len(runs),
         lost=int(not completed(runs)),
@@ -272,7 +275,7 @@ def test_a_whole_worker_killed_mid_backup_is_sent_again_at_once_and_its_late_cop
     statuses = sorted((r.attempt, r.status) for r in runs)
     assert statuses == [(1, S.LOST), (1, S.SKIPPED_DUPLICATE), (2, S.SUCCEEDED)], runs
     retry = next(r for r in runs if r.attempt == 2)
-    assert (retry.trigger, retry.schedule, retry.slot) == ("retry", "nightly-backup", slot)
+    assert (retry.trigger, retry.schedule, retry.slot) == ("retry", schedule, slot)
     duplicate = next(r for r in runs if r.status == S.SKIPPED_DUPLICATE)
     assert "lost and has been sent again as attempt 2" in duplicate.error_message
     assert partials == []
