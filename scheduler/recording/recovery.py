@@ -6,6 +6,7 @@ import json
 import logging
 from datetime import datetime, timedelta
 
+import redis
 from celery import current_app
 from django.conf import settings
 from django.utils import timezone
@@ -77,16 +78,18 @@ def _send_again(run: JobRun) -> bool:
     """Send a lost attempt's kept message again as the next attempt; False when none is kept
     (the job does not declare retry_when_lost, or it has no retries left) or when the message
     already came back by itself (a pool process was killed and its worker requeued it)."""
-    [kept] = leases.kept_messages([(run.task_id, run.attempt)])
-    if kept is None:
-        return False
     came_back = JobRun.objects.filter(
         task_id=run.task_id, attempt__gte=run.attempt, pk__gt=run.pk
     ).exists()
-    if came_back or not leases.supersede(run.task_id, run.attempt):
-        return False
-    message = json.loads(kept)
     try:
+        [kept] = leases.kept_messages([(run.task_id, run.attempt)])
+        if kept is None or came_back or not leases.supersede(run.task_id, run.attempt):
+            return False
+    except redis.RedisError:
+        logger.warning("cannot tell whether to send run %s again", run.pk, exc_info=True)
+        return False
+    try:
+        message = json.loads(kept)
         current_app.send_task(
             run.job,
             args=message.pop("args"),
