@@ -3,11 +3,14 @@
 A backup is written under a temporary `.nightshift-*.partial` name (mode 0600 from creation,
 flock-ed while in use), fsync-ed, verified, then linked to its final name; only then does a
 `Backup` row record it. Whatever fails or interrupts a run removes its partial files; a run
-killed outright (SIGKILL) leaves one that the next run removes, since nobody holds its lock.
+killed outright (SIGKILL) leaves one that the next run removes, at its start and again at its
+end, since nobody holds its lock any more: pg_dump and pg_restore, which share the lock through
+the file they write, die with the process that started them (Linux PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import gzip
@@ -137,6 +140,9 @@ def backup_database(target_dir: Path) -> BackupResult:
             verification = verify_sqlite(part.path, target_dir, sha256)
         stem = backup_file_stem(engine.value, started_at)
         final = part.publish(target_dir, stem, EXTENSIONS[engine])
+    # Again at the end: a run killed just before this one started may have left a pg_dump
+    # that was still dying (and holding its file's lock) when the first sweep looked.
+    remove_stale_partials(target_dir)
     try:
         backup = Backup.objects.create(
             created_at=started_at,
@@ -336,15 +342,47 @@ def pg_env(db: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)  # the C library the interpreter links
+_prctl = getattr(_libc, "prctl", None)  # Linux only
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn: the child gets SIGKILL when the thread that started it ends, so a job
+    killed outright (SIGKILL, the hard time limit) leaves no pg_dump writing on (re-parented
+    to PID 1, holding its partial file). None where prctl does not exist."""
+    if _prctl is None:
+        return None
+    prctl = _prctl
+
+    def preexec() -> None:
+        # Runs in the forked child before exec: nothing but these two calls (already resolved).
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl: it would never fire
+            os._exit(1)
+
+    return preexec
+
+
 def _run_pg_tool(
     args: list[str], env: Mapping[str, str] | None, stdout: int | IO[bytes]
 ) -> tuple[int, str]:
     """Run a PostgreSQL tool; return its exit status and the end of its stderr.
 
-    An exception while it runs (a soft time limit, Ctrl-C) kills it before propagating.
+    An exception while it runs (a soft time limit, Ctrl-C) kills it before propagating; if the
+    process running it dies outright, the tool dies with it. The tool has its own process
+    group, so a Ctrl-C meant for the worker (which finishes its jobs) does not reach it.
     """
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=stdout, stderr=err, env=env)
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=err,
+            env=env,
+            process_group=0,
+            preexec_fn=_die_with_parent(os.getpid()),
+        )
         try:
             status = proc.wait()
         finally:

@@ -19,7 +19,14 @@ def heartbeat_task(self: Task[Any, Any]) -> dict[str, object]:
     return {"hostname": result.hostname, "at": result.at.isoformat(), "runs": result.runs}
 
 
-@app.task(name="jobs.backup_database", soft_time_limit=3600, time_limit=3900, max_retries=2)
+# A backup killed midway leaves nothing to undo: sent again at once if its worker dies.
+@app.task(
+    name="jobs.backup_database",
+    soft_time_limit=3600,
+    time_limit=3900,
+    max_retries=2,
+    retry_when_lost=True,
+)
 def backup_database_task() -> dict[str, object]:
     """Back up the database into BACKUP_DIR, verify the copy, then apply the retention policy."""
     result = backups.backup_database(settings.BACKUP_DIR)

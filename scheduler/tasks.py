@@ -9,6 +9,10 @@ The knobs a schedule may override, with their meaning, are scheduler.policy.KNOB
 retry_backoff, retry_backoff_max and retry_jitter shape the retries of transient errors
 (`transient_errors`), with Celery's exponential backoff; other errors fail at once.
 
+`retry_when_lost = True` is the job's own declaration (no schedule can make a job safe to
+repeat): a run lost with its worker is sent again at once by the lost-run check, as the next
+attempt (within max_retries), instead of hours later when Redis hands its message out again.
+
 Recording itself (rows, leases, the lost-run check) is scheduler.recording's.
 """
 
@@ -50,21 +54,24 @@ class JobTask(Task):  # type: ignore[type-arg]
     retry_jitter: ClassVar[bool] = True
     start_deadline: ClassVar[float | None] = KNOB["start_deadline"].task_default
     transient_errors: ClassVar[tuple[type[Exception], ...]] = TRANSIENT_ERRORS
+    retry_when_lost: ClassVar[bool] = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.request.called_directly:
             # A plain function call (tests, shell): no worker, nothing to record.
             return super().__call__(*args, **kwargs)
         dispatch = recording.Dispatch.from_request(self.name, self.request)
+        max_retries = dispatch.policy("max_retries", self.max_retries)
         try:
             admitted = recording.admit(
                 dispatch,
                 overlap=dispatch.policy("overlap", self.overlap),
                 start_deadline=dispatch.policy("start_deadline", self.start_deadline),
+                retry_when_lost=self.retry_when_lost
+                and (max_retries is None or dispatch.attempt <= max_retries),
             )
         except self.transient_errors as exc:
             # Redis or the database is down before the job started: nothing ran, try later.
-            max_retries = dispatch.policy("max_retries", self.max_retries)
             if max_retries is not None and dispatch.attempt > max_retries:
                 raise
             countdown = self.retry_countdown(dispatch.attempt)

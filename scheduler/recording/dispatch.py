@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,10 +43,23 @@ class Dispatch:
     worker: str
     headers: dict[str, Any]
     eager: bool = False  # run in the calling process (tests, shell), not by a worker
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    # How the message was sent: its time limits and queue, as Celery's retry sends them again.
+    options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_request(cls, job: str, request: Any) -> Dispatch:
         headers = dict(request.headers or {})
+        hard, soft = request.timelimit or (None, None)
+        options: dict[str, Any] = {"time_limit": hard, "soft_time_limit": soft}
+        delivery = request.delivery_info or {}
+        if delivery.get("exchange") == "" and delivery.get("routing_key"):
+            options["queue"] = delivery["routing_key"]  # sent to the default exchange
+        else:
+            options["exchange"] = delivery.get("exchange")
+            options["routing_key"] = delivery.get("routing_key")
+        options["priority"] = delivery.get("priority")
         return cls(
             task_id=request.id or "",
             job=job,
@@ -57,6 +71,15 @@ class Dispatch:
             worker=request.hostname or "",
             headers=headers,
             eager=bool(request.is_eager),
+            args=list(request.args or ()),
+            kwargs=dict(request.kwargs or {}),
+            options={name: value for name, value in options.items() if value is not None},
+        )
+
+    def message(self) -> str:
+        """What sends this attempt again (JSON): args, kwargs, headers and options."""
+        return json.dumps(
+            {"args": self.args, "kwargs": self.kwargs, "headers": self.headers, **self.options}
         )
 
     @property

@@ -4,6 +4,13 @@ The overlap lock and the liveness of a long run are redis-py `Lock`s holding the
 as their token, so that a redelivery of the same message (its worker died) finds them its own.
 The process's keeper thread (scheduler.recording.keeper) extends them while their runs last. A
 worker that dies stops extending, so its leases lapse after NIGHTSHIFT_RUN_LEASE_SECONDS.
+
+A job that is safe to run again after dying midway (`retry_when_lost`) takes its attempt's
+liveness lease at admission and keeps its message (`resend_key`) for as long as Redis would
+keep it unacknowledged. When the lost-run check finds the attempt lost, it marks the liveness
+key SUPERSEDED (only if no delivery holds it) and sends the message again as the next attempt;
+a later delivery of the lost attempt (Redis hands it out again after its visibility timeout)
+then finds the mark and is a duplicate.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import redis
+from celery import current_app
 from django.conf import settings
 from redis.lock import Lock
 
@@ -33,6 +41,22 @@ def lock_key(job: str, schedule: str) -> str:
 def alive_key(task_id: str, attempt: int) -> str:
     """Liveness of one attempt; a redelivery of the same message shares it with the first."""
     return f"nightshift:alive:{task_id}:{attempt}"
+
+
+def resend_key(task_id: str, attempt: int) -> str:
+    """The message of an attempt to send again should it be lost."""
+    return f"nightshift:resend:{task_id}:{attempt}"
+
+
+# The liveness key of an attempt that was lost and sent again (never a task id).
+SUPERSEDED = "superseded: sent again"
+
+
+def redelivery_seconds() -> int:
+    """How long Redis keeps a message whose worker died before handing it out again (the
+    broker's visibility timeout); past it, the message itself comes back."""
+    options = current_app.conf.broker_transport_options or {}
+    return int(options.get("visibility_timeout", 3600))
 
 
 def occurrence_key(schedule: str, slot: datetime) -> str:
@@ -93,6 +117,43 @@ def admit(
     if not replies[0] and not _ours(lock):
         return "overlap", None
     return "ok", lock
+
+
+def live_unless_superseded(token: str, attempt: int, message: str) -> Lock | None:
+    """Take the liveness lease of an attempt that may be sent again if lost, and keep its
+    `message` (one round trip); None when the attempt was lost and already sent again."""
+    key = alive_key(token, attempt)
+    pipe = client().pipeline(transaction=False)
+    pipe.set(key, token, nx=True, px=int(lease_seconds() * 1000))
+    pipe.get(key)
+    pipe.set(resend_key(token, attempt), message, ex=max(redelivery_seconds(), 60))
+    fresh, holder, _ = pipe.execute()
+    if fresh:
+        return _lease(key, token)
+    if holder is None or holder == token.encode():
+        # An earlier delivery of this message held it (its worker died): ours now.
+        return hold(key, token)
+    return None
+
+
+def kept_messages(attempts: list[tuple[str, int]]) -> list[str | None]:
+    """The kept message of each (task id, attempt); None where none is kept (one round trip)."""
+    if not attempts:
+        return []
+    found = client().mget([resend_key(task_id, attempt) for task_id, attempt in attempts])
+    return [value.decode() if isinstance(value, bytes) else value for value in found]
+
+
+def supersede(task_id: str, attempt: int) -> bool:
+    """Mark a lost attempt as sent again, unless a delivery of it holds its liveness (then
+    that delivery is its retry); True if marked. Lasts until any late delivery has come."""
+    ttl = redelivery_seconds() + 86400
+    return bool(client().set(alive_key(task_id, attempt), SUPERSEDED, nx=True, ex=ttl))
+
+
+def unsupersede(task_id: str, attempt: int) -> None:
+    """Take the mark back (sending again failed): a late delivery of the attempt then runs."""
+    client().eval(Lock.LUA_RELEASE_SCRIPT, 1, alive_key(task_id, attempt), SUPERSEDED)
 
 
 def hold(key: str, token: str) -> Lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -70,14 +71,46 @@ def _skip(dispatch: Dispatch, status: str, message: str) -> Skipped:
     return Skipped(run)
 
 
-def admit(dispatch: Dispatch, *, overlap: str, start_deadline: float | None) -> ActiveRun | Skipped:
+def admit(
+    dispatch: Dispatch,
+    *,
+    overlap: str,
+    start_deadline: float | None,
+    retry_when_lost: bool = False,
+) -> ActiveRun | Skipped:
     """Decide whether a dispatch runs, and start its run if it does.
 
     A first attempt past its deadline is `expired` (its Sentry check-in closed as an error);
     an occurrence (schedule, slot) already claimed by another message is `skipped_duplicate`;
     with overlap "skip", a run of the same job and schedule still holding the lock makes this
     one `skipped_overlap`. Redis or database errors propagate: nothing was started.
+
+    With `retry_when_lost`, the attempt takes its liveness lease at once and keeps its message
+    for the lost-run check to send again (scheduler.recording.leases); a delivery of an
+    attempt that was lost and already sent again is `skipped_duplicate`.
     """
+    alive = None
+    if retry_when_lost and not dispatch.eager:
+        alive = leases.live_unless_superseded(
+            dispatch.task_id, dispatch.attempt, dispatch.message()
+        )
+        if alive is None:
+            return _skip(
+                dispatch,
+                JobRun.Status.SKIPPED_DUPLICATE,
+                f"attempt {dispatch.attempt} was lost and has been sent again as attempt "
+                f"{dispatch.attempt + 1}",
+            )
+    admitted = _admit(dispatch, overlap, start_deadline, alive)
+    if alive is not None and isinstance(admitted, Skipped):
+        with contextlib.suppress(redis.RedisError):  # else it lapses on its own
+            leases.release([alive])
+    return admitted
+
+
+def _admit(
+    dispatch: Dispatch, overlap: str, start_deadline: float | None, alive: Lock | None
+) -> ActiveRun | Skipped:
     deadline = dispatch.deadline(start_deadline)
     if deadline is not None and timezone.now() > deadline:
         skipped = _skip(
@@ -102,7 +135,7 @@ def admit(dispatch: Dispatch, *, overlap: str, start_deadline: float | None) -> 
         )
     if verdict == "overlap":
         return _skip(dispatch, JobRun.Status.SKIPPED_OVERLAP, "a run of this job is still running")
-    active = ActiveRun(dispatch, lock)
+    active = ActiveRun(dispatch, lock, alive)
     if not dispatch.eager:  # an eager run (tests, shell) ends before any keeper could help
         keeper.watch(active.tick)
     return active
@@ -115,14 +148,14 @@ class ActiveRun:
     dies. A worker that dies before that leaves no row; its message was not acknowledged
     (acks_late), so Celery delivers it again and that delivery is recorded."""
 
-    def __init__(self, dispatch: Dispatch, lock: Lock | None) -> None:
+    def __init__(self, dispatch: Dispatch, lock: Lock | None, alive: Lock | None = None) -> None:
         self.run = dispatch.new_run(JobRun.Status.RUNNING)
-        self._leases: list[Lock] = [lock] if lock is not None else []
+        self._leases: list[Lock] = [lease for lease in (lock, alive) if lease is not None]
         self._mutex = threading.Lock()  # against the keeper thread
         self.eager = dispatch.eager
         self._saved = False
         self._ended = False
-        self._alive = False  # holds its liveness lease
+        self._alive = alive is not None  # holds its liveness lease
         self._retry = 0.0  # monotonic time of the next try at the running row
 
     def tick(self, extend: bool) -> bool:

@@ -91,3 +91,25 @@ def test_the_release_keeps_the_row_in_the_same_round_trip() -> None:
     assert isinstance(kept, bytes) and rows.from_json(kept.decode()).job == "jobs.x"
     rows.forget(["task-a:1:x"])
     assert not r.exists(rows.UNWRITTEN_ROWS_KEY)
+
+
+def test_an_attempt_sent_again_after_it_was_lost_refuses_its_late_copy() -> None:
+    message = '{"args": [], "kwargs": {}, "headers": {}}'
+    alive = leases.live_unless_superseded("task-a", 1, message)
+    assert alive is not None
+    assert leases.kept_messages([("task-a", 1), ("task-b", 1)]) == [message, None]
+    # While a delivery holds the attempt's liveness, the lost-run check leaves it alone.
+    assert not leases.supersede("task-a", 1)
+    # A redelivery of the same message (its worker died) takes the liveness over.
+    assert leases.live_unless_superseded("task-a", 1, message) is not None
+    leases.release([alive])
+
+    # The attempt is lost and sent again: a late copy of it is refused, whoever brings it.
+    assert leases.supersede("task-a", 1)
+    assert client().ttl(leases.alive_key("task-a", 1)) > leases.redelivery_seconds()
+    assert leases.live_unless_superseded("task-a", 1, message) is None
+    assert leases.live_unless_superseded("task-a", 2, message) is not None  # the next attempt
+
+    # Sending it again failed: the mark goes, and the late copy will run instead.
+    leases.unsupersede("task-a", 1)
+    assert leases.live_unless_superseded("task-a", 1, message) is not None
