@@ -20,7 +20,7 @@ from config.celery import app
 from scheduler.models import JobRun
 from scheduler.redis_client import client as redis_client
 from tests.drills import PrivatePostgres, record
-from tests.processes import ROOT, Process, child_env, start_worker, wait_until_ready
+from tests.processes import ROOT, Process, child_env, start_worker, wait_for, wait_until_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.drill]
 
@@ -44,23 +44,26 @@ def manage(env: dict[str, str], *args: str) -> None:
 
 @dataclass
 class Dispatches:
-    """The jobs sent, by task id, with the key each counts its executions under."""
+    """The jobs sent, by task id: the key each counts its executions under (None: the job
+    counts nothing) and the phase of the outage it was sent in."""
 
-    keys: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, str | None] = field(default_factory=dict)
     phase: dict[str, str] = field(default_factory=dict)
 
-    def send(self, n: int, phase: str) -> None:
-        key = f"db-outage-{n}"
-        if n % 3 == 0:  # asks the database, then runs 2.5 s: its `running` row comes first
-            kwargs: dict[str, object] = {"key": key, "seconds": 2.5}
-            name = "tests.count_in_db"
-        elif n % 3 == 1:  # asks the database
-            kwargs, name = {"key": key}, "tests.count_in_db"
-        else:  # never touches the database itself: only its row does
-            kwargs, name = {"key": key}, "tests.count"
-        task_id = app.send_task(name, kwargs=kwargs).id
+    def send(self, name: str, key: str | None, phase: str, **kwargs: object) -> str:
+        task_id = app.send_task(name, kwargs={"key": key, **kwargs} if key else kwargs).id
         self.keys[task_id] = key
         self.phase[task_id] = phase
+        return task_id
+
+    def send_nth(self, n: int, phase: str) -> None:
+        key = f"db-outage-{n}"
+        if n % 3 == 0:  # asks the database, then runs 2.5 s: its `running` row comes first
+            self.send("tests.count_in_db", key, phase, seconds=2.5)
+        elif n % 3 == 1:  # asks the database
+            self.send("tests.count_in_db", key, phase)
+        else:  # never touches the database itself: only its row does
+            self.send("tests.count", key, phase)
 
 
 def rows_of(postgres: PrivatePostgres, task_ids: list[str]) -> dict[str, list[tuple[int, str]]]:
@@ -104,12 +107,18 @@ def test_postgres_stopped_for_30_s_while_jobs_run_loses_no_run(
         nonlocal n
         until = time.monotonic() + seconds
         while time.monotonic() < until:
-            sent.send(n, phase)
+            sent.send_nth(n, phase)
             n += 1
             time.sleep(1)
 
     dispatch_for(6, "before")
+    # A long run whose `running` row is written before the outage and that ends in it.
+    long_run = sent.send("tests.count_in_db", "db-outage-long", "before", seconds=6)
+    wait_for(lambda: rows_of(private_postgres, [long_run]), 30, "the long run's running row")
     private_postgres.stop()
+    # The issue's reproduction: the heartbeat sent while the database is down.
+    for _ in range(2):
+        sent.send("jobs.heartbeat", None, "during")
     dispatch_for(OUTAGE, "during")
     private_postgres.start()
     dispatch_for(6, "after")
@@ -126,7 +135,13 @@ def test_postgres_stopped_for_30_s_while_jobs_run_loses_no_run(
             break
     time.sleep(3)  # a run that might still end twice would show by now
     rows = rows_of(private_postgres, task_ids)
-    executions = {t: int(redis_client().get(f"tests:count:{k}") or 0) for t, k in sent.keys.items()}
+    # How many times each ran to its end: the job's own count, else its succeeded rows.
+    executions = {
+        t: int(redis_client().get(f"tests:count:{k}") or 0)
+        if k
+        else sum(status == S.SUCCEEDED for _, status in rows.get(t, []))
+        for t, k in sent.keys.items()
+    }
 
     final = [t for t in task_ids if is_final(rows.get(t, []))]
     lost = [t for t in task_ids if t not in final]
@@ -153,11 +168,15 @@ def test_postgres_stopped_for_30_s_while_jobs_run_loses_no_run(
     assert not lost, summary
     assert not twice, summary
     assert not same_attempt_twice, f"attempts with two rows: {same_attempt_twice}"
-    # Every dispatch ran once in the end, its last row saying so; or, `tests.count` only, it
-    # met another run of its job and was skipped (its overlap policy), running none.
-    assert set(statuses) <= {S.SUCCEEDED, S.SKIPPED_OVERLAP}, summary
+    # Every dispatch ran once in the end, its last row saying so; or it met another run of
+    # its job and was skipped (the overlap policy of tests.count and the heartbeat), running
+    # none; or, the heartbeat, its retries ran out in the outage: failed, with the reason.
+    assert set(statuses) <= {S.SUCCEEDED, S.SKIPPED_OVERLAP, S.FAILED}, summary
     for t in task_ids:
-        ran = rows[t][-1][1] == S.SUCCEEDED
-        assert executions[t] == ran, f"{t}: {executions[t]} executions, rows {rows[t]}"
+        last = rows[t][-1][1]
+        assert last != S.FAILED or sent.keys[t] is None, f"{t}: {rows[t]}"
+        assert executions[t] == (last == S.SUCCEEDED), f"{t}: {executions[t]} runs, {rows[t]}"
+    # The long run's `running` row got its final status from Redis.
+    assert rows[long_run] == [(1, S.SUCCEEDED)], rows[long_run]
     # Some really met the outage: the database refused them and they were retried.
     assert any(len(attempts) > 1 for attempts in rows.values()), summary
