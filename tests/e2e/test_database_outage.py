@@ -18,6 +18,7 @@ import pytest
 
 from config.celery import app
 from scheduler.models import JobRun
+from scheduler.recording import leases
 from scheduler.redis_client import client as redis_client
 from tests.drills import PrivatePostgres, record
 from tests.processes import ROOT, Process, child_env, start_worker, wait_for, wait_until_ready
@@ -119,7 +120,12 @@ def test_postgres_stopped_for_30_s_while_jobs_run_loses_no_run(
     # The reproduction: the heartbeat sent while the database is down.
     for _ in range(2):
         sent.send("jobs.heartbeat", None, "during")
-    dispatch_for(OUTAGE, "during")
+    # A run that overlaps another of its job is skipped: its row too waits for the database.
+    holder = sent.send("tests.sleep", None, "during", seconds=8)
+    lock = leases.lock_key("tests.sleep", "")
+    wait_for(lambda: redis_client().get(lock) == holder.encode(), 30, "the first sleep to run")
+    skipped = sent.send("tests.sleep", None, "during", seconds=0)
+    dispatch_for(OUTAGE - 2, "during")
     private_postgres.start()
     dispatch_for(6, "after")
 
@@ -176,7 +182,8 @@ def test_postgres_stopped_for_30_s_while_jobs_run_loses_no_run(
         last = rows[t][-1][1]
         assert last != S.FAILED or sent.keys[t] is None, f"{t}: {rows[t]}"
         assert executions[t] == (last == S.SUCCEEDED), f"{t}: {executions[t]} runs, {rows[t]}"
-    # The long run's `running` row got its final status from Redis.
+    # The long run's `running` row got its final status from Redis; the skip its row.
     assert rows[long_run] == [(1, S.SUCCEEDED)], rows[long_run]
+    assert rows[skipped] == [(1, S.SKIPPED_OVERLAP)], rows[skipped]
     # Some really met the outage: the database refused them and they were retried.
     assert any(len(attempts) > 1 for attempts in rows.values()), summary
