@@ -175,8 +175,8 @@ def test_postgres_stopped_for_30_s_while_jobs_run_loses_no_run(
     assert not twice, summary
     assert not same_attempt_twice, f"attempts with two rows: {same_attempt_twice}"
     # Every dispatch ran once in the end, its last row saying so; or it met another run of
-    # its job and was skipped (the overlap policy of tests.count and the heartbeat), running
-    # none; or, the heartbeat, its retries ran out in the outage: failed, with the reason.
+    # its job and was skipped (the overlap policy of all but tests.count_in_db), running
+    # none; or, the heartbeat, its retries ran out in the outage: failed.
     assert set(statuses) <= {S.SUCCEEDED, S.SKIPPED_OVERLAP, S.FAILED}, summary
     for t in task_ids:
         last = rows[t][-1][1]
