@@ -71,9 +71,9 @@ class JobTask(Task):  # type: ignore[type-arg]
                 and (max_retries is None or dispatch.attempt <= max_retries),
             )
         except self.transient_errors as exc:
-            # Redis or the database is down before the job started: nothing ran, try later.
-            if max_retries is not None and dispatch.attempt > max_retries:
-                raise
+            # Redis is down before the job started: nothing ran, so try later, whatever
+            # attempt this is (the message must not be lost). A database that does not answer
+            # never gets here: rows it does not take wait in Redis.
             countdown = self.retry_countdown(dispatch.attempt)
             logger.warning(
                 "%s could not start (%s: %s); retrying in %.0f s",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+from django.db import connection
+
 from config.celery import app
 from scheduler.redis_client import client as redis_client
 
@@ -62,4 +64,16 @@ def noop_job(n: int = 0) -> int:
 @app.task(name="tests.count")
 def count_job(key: str) -> dict[str, int]:
     """Counts its executions under `key` in the suite's Redis."""
+    return {"executions": int(redis_client().incr(f"tests:count:{key}"))}
+
+
+@app.task(
+    name="tests.count_in_db", overlap="allow", max_retries=30, retry_backoff=1, retry_backoff_max=4
+)
+def count_in_db_job(key: str, seconds: float = 0.0) -> dict[str, int]:
+    """Asks the database something (as most jobs do), runs `seconds` more, then counts its
+    execution under `key`: the count is of executions that got past the database."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    time.sleep(seconds)
     return {"executions": int(redis_client().incr(f"tests:count:{key}"))}

@@ -27,10 +27,12 @@ The life of a run's row:
    Redis. Measured: writing each row synchronously instead reached 0.56 of bare Celery's
    throughput on PostgreSQL (`bench/run_overhead.py`), below the 0.7 target.
 4. Any other end (failed, retrying, timed out, a skip, a long run) is written by the job's own
-   process before its message is acknowledged.
+   process before its message is acknowledged. If the database does not take it (an outage),
+   the row is kept in Redis, as in 3., and the job goes on: to its retry, its failure.
 5. `recover` inserts kept rows a lease period old (their worker died, or the database did not
-   answer) unless the database has them, and closes `running` rows whose liveness lease
-   lapsed: `lost`, or `timed_out` past the job's hard time limit.
+   answer) unless the database has them, updates a `running` row whose final row is kept, and
+   closes `running` rows whose liveness lease lapsed: `lost`, or `timed_out` past the job's
+   hard time limit.
 """
 
 from __future__ import annotations

@@ -3,13 +3,19 @@
 A short successful run's row is put in the hash UNWRITTEN_ROWS_KEY in the same round trip that
 releases its leases; the keeper thread inserts it and then forgets it there. Whatever is still
 in the hash a lease period later (its process died, or the database refused to answer) is
-inserted by `write_unwritten` (the lost-run check), never twice.
+inserted by `write_unwritten` (the lost-run check), never twice. A row the database did not
+take when its run ended or was skipped (an outage) is kept there too, by the run's process: the
+lost-run check inserts it, or, when the run's `running` row is there, updates that row.
+
+A kept row is known by its run's task id, attempt and start time: the database's row with the
+same three is the same row.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,9 +49,18 @@ def from_json(text: str) -> JobRun:
     )
 
 
+def field_for(run: JobRun) -> str:
+    """A new field to keep `run` under (its kept rows are told apart by what they hold)."""
+    return f"{run.task_id}:{run.attempt}:{secrets.token_hex(4)}"
+
+
 def keep(pipe: Any, field: str, run: JobRun) -> None:
     """Queue, on a pipeline, the keeping of `run` under `field`."""
     pipe.hset(UNWRITTEN_ROWS_KEY, field, to_json(run))
+
+
+def keep_now(field: str, run: JobRun) -> None:
+    client().hset(UNWRITTEN_ROWS_KEY, field, to_json(run))
 
 
 def forget(fields: list[str]) -> None:
@@ -104,38 +119,68 @@ def _text(value: bytes | str) -> str:
 
 def write_unwritten(older_than: float | None = None, chunk: int = 500) -> int:
     """Insert the kept rows of runs that finished more than `older_than` seconds ago (default:
-    a lease period). A row already in the database is not inserted again. Returns how many
-    rows it inserted."""
+    a lease period), and close the `running` rows whose final row is kept. A row already in
+    the database is not inserted again. Returns how many rows it wrote."""
     if older_than is None:
         older_than = settings.NIGHTSHIFT_RUN_LEASE_SECONDS
     cutoff = timezone.now() - timedelta(seconds=older_than)
     written = 0
     for kept in _kept(chunk):
-        stale: list[tuple[str, JobRun]] = []
+        readable: list[tuple[str, JobRun]] = []
         unreadable: list[str] = []
         for field, text in kept:
             try:
-                row = from_json(text)
+                readable.append((field, from_json(text)))
             except (ValueError, TypeError, ValidationError):
                 logger.exception("dropping an unreadable kept run row %s: %.200s", field, text)
                 unreadable.append(field)
-                continue
-            if row.finished_at is None or row.finished_at < cutoff:
-                stale.append((field, row))
-        present = set(
-            JobRun.objects.filter(task_id__in={row.task_id for _, row in stale}).values_list(
-                "task_id", "attempt", "started_at"
-            )
-        )
-        in_database: list[tuple[str, JobRun]] = []
+        present = {
+            (task_id, attempt, started_at): (pk, status)
+            for task_id, attempt, started_at, pk, status in JobRun.objects.filter(
+                task_id__in={row.task_id for _, row in readable}
+            ).values_list("task_id", "attempt", "started_at", "pk", "status")
+        }
+        in_database: list[str] = []  # or refused for good
         missing: list[tuple[str, JobRun]] = []
-        for field, row in stale:
-            known = (row.task_id, row.attempt, row.started_at) in present
-            (in_database if known else missing).append((field, row))
+        for field, row in readable:
+            found = present.get((row.task_id, row.attempt, row.started_at))
+            if found is None:
+                # Not before a lease period: the keeper of a live worker may be inserting it.
+                if row.finished_at is None or row.finished_at < cutoff:
+                    missing.append((field, row))
+            elif found[1] == JobRun.Status.RUNNING:
+                # Its run's `running` row, which only the kept row's process would close.
+                closed = _close(found[0], row)
+                if closed is not None:
+                    in_database.append(field)
+                    written += closed
+            else:
+                in_database.append(field)
         inserted, refused = insert(missing) if missing else ([], [])
-        forget([*unreadable, *(f for f, _ in in_database), *inserted, *refused])
+        forget([*unreadable, *in_database, *inserted, *refused])
         for field, row in missing:
             if field in inserted:
                 logger.warning("wrote the row of %s run %s from Redis", row.job, row.task_id)
         written += len(inserted)
     return written
+
+
+def _close(pk: int, row: JobRun) -> bool | None:
+    """Give the `running` row `pk` the final values of its kept row: True when written, False
+    when refused for good (logged as an error), None when the database could not be reached
+    (the row stays kept)."""
+    values = {field.attname: getattr(row, field.attname) for field in _ROW_FIELDS}
+    try:
+        with transaction.atomic():
+            JobRun.objects.filter(pk=pk, status=JobRun.Status.RUNNING).update(**values)
+    except (OperationalError, InterfaceError):
+        logger.warning("the database took no row of %s run %s", row.job, row.task_id)
+        return None
+    except DatabaseError:
+        logger.exception(
+            "the database refuses the %s row of %s run %s; it is dropped",
+            row.status, row.job, row.task_id,
+        )  # fmt: skip
+        return False
+    logger.warning("wrote the %s row of %s run %s from Redis", row.status, row.job, row.task_id)
+    return True

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import secrets
 import threading
 import time
 import traceback
@@ -66,9 +65,22 @@ class Skipped:
 def _skip(dispatch: Dispatch, status: str, message: str) -> Skipped:
     now = timezone.now()
     run = dispatch.new_run(status, started_at=now, finished_at=now, error_message=message)
-    run.save(force_insert=True)
+    try:
+        run.save(force_insert=True)
+    except DatabaseError as exc:
+        # The decision stands (a skip run again could run twice): its row waits in Redis.
+        _database_refused(run, exc)
+        rows.keep_now(rows.field_for(run), run)
     logger.info("%s %s [%s]: %s", dispatch.job, status, dispatch.task_id, message)
     return Skipped(run)
+
+
+def _database_refused(run: JobRun, exc: DatabaseError) -> None:
+    logger.warning(
+        "%s run %s attempt %d: the database did not take its %s row (%s); it is kept in Redis "
+        "until the lost-run check writes it",
+        run.job, run.task_id, run.attempt, run.status, error_name(exc),
+    )  # fmt: skip
 
 
 def admit(
@@ -83,7 +95,8 @@ def admit(
     A first attempt past its deadline is `expired` (its Sentry check-in closed as an error);
     an occurrence (schedule, slot) already claimed by another message is `skipped_duplicate`;
     with overlap "skip", a run of the same job and schedule still holding the lock makes this
-    one `skipped_overlap`. Redis or database errors propagate: nothing was started.
+    one `skipped_overlap`. Redis errors propagate: nothing was started. A skip's row the
+    database does not take waits in Redis.
 
     With `retry_when_lost`, the attempt takes its liveness lease at once and keeps its message
     for the lost-run check to send again (scheduler.recording.leases); a delivery of an
@@ -237,9 +250,12 @@ class ActiveRun:
         run = self.run
         if report and not self._saved:
             # The event links to the run, so the row needs its id first; the final status
-            # and the event id then arrive together.
-            run.save(force_insert=True)
-            self._saved = True
+            # and the event id then arrive together. Without the database, it goes without.
+            try:
+                run.save(force_insert=True)
+                self._saved = True
+            except DatabaseError as error:
+                logger.warning("%s: no run id for its event (%s)", run.job, error_name(error))
         run.status = status
         run.finished_at = timezone.now()
         run.duration_seconds = (run.finished_at - run.started_at).total_seconds()
@@ -253,27 +269,41 @@ class ActiveRun:
             run.traceback = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
             fields += ["error_type", "error_message", "traceback"]
         if report:
-            earlier = (
-                JobRun.objects.filter(task_id=run.task_id, attempt__lt=run.attempt).order_by(
-                    "attempt"
-                )
-                if run.attempt > 1
-                else []
-            )
+            earlier: list[JobRun] = []
+            # Without the database, the event goes without the earlier attempts' breadcrumbs.
+            with contextlib.suppress(DatabaseError):
+                if run.attempt > 1:
+                    earlier = list(
+                        JobRun.objects.filter(
+                            task_id=run.task_id, attempt__lt=run.attempt
+                        ).order_by("attempt")
+                    )
             run.sentry_event_id = reporting.report_run(
                 run, run.error_type or status, exc, run.error_message, earlier
             )
             if run.sentry_event_id:
                 fields.append("sentry_event_id")
         if status == JobRun.Status.SUCCEEDED and not (self._saved or self.eager):
-            field = f"{run.task_id}:{run.attempt}:{secrets.token_hex(4)}"
+            field = rows.field_for(run)
             if self._release(keep=field):
                 keeper.hand_over(field, run)
                 self._saved = True
                 return run
-        if not self._saved:
-            run.save(force_insert=True)
-            self._saved = True
-        else:
-            JobRun.objects.filter(pk=run.pk).update(**{f: getattr(run, f) for f in fields})
+        try:
+            if not self._saved:
+                run.save(force_insert=True)
+                self._saved = True
+            else:
+                JobRun.objects.filter(pk=run.pk).update(**{f: getattr(run, f) for f in fields})
+        except DatabaseError as error:
+            # Bookkeeping never costs the job its outcome (its retry, its failure): the row
+            # waits in Redis, with the leases given back in the same round trip, and the
+            # lost-run check inserts it (or updates the `running` row) once the database is
+            # back.
+            _database_refused(run, error)
+            if not self._release(keep=rows.field_for(run)):
+                logger.error(
+                    "%s run %s attempt %d: neither the database nor Redis took its %s row",
+                    run.job, run.task_id, run.attempt, status,
+                )  # fmt: skip
         return run

@@ -134,6 +134,41 @@ def test_a_kept_row_the_database_refuses_is_dropped_with_an_error_not_the_others
     assert not client().exists(rows.UNWRITTEN_ROWS_KEY)
 
 
+def test_rows_kept_in_an_outage_land_once_next_to_the_later_attempts_rows() -> None:
+    # What a worker leaves when the database does not answer: a long run's `running` row
+    # written before, its final row kept in Redis just now; a first attempt's `retrying` row
+    # kept, whose retry has since been written.
+    client().delete(rows.UNWRITTEN_ROWS_KEY)
+    long_run = _running("tests.sleep", timedelta(seconds=30))
+    long_run.status, long_run.finished_at, long_run.duration_seconds = (
+        S.SUCCEEDED,
+        timezone.now(),
+        30,
+    )
+    _keep_in_redis(long_run)
+    first = _finished("t-retried", timedelta(minutes=2))
+    first.status, first.error_type = S.RETRYING, "django.db.utils.OperationalError"
+    _keep_in_redis(first)
+    second = _finished("t-retried", timedelta(seconds=1))
+    second.attempt, second.trigger = 2, "retry"
+    second.save(force_insert=True)
+
+    # The fresh final row closes its running row at once (only its worker would); the
+    # retrying row is inserted once a lease period old.
+    assert rows.write_unwritten(older_than=60) == 2
+
+    closed = JobRun.objects.get(pk=long_run.pk)
+    assert (closed.status, closed.duration_seconds) == (S.SUCCEEDED, 30)
+    attempts = JobRun.objects.filter(task_id="t-retried").values_list("attempt", "status")
+    assert sorted(attempts) == [(1, S.RETRYING), (2, S.SUCCEEDED)]
+    assert not client().exists(rows.UNWRITTEN_ROWS_KEY)
+    # Kept again (a worker that kept it twice, a check run twice): nothing written twice.
+    _keep_in_redis(long_run)
+    _keep_in_redis(first)
+    assert rows.write_unwritten(older_than=60) == 0
+    assert JobRun.objects.count() == 3
+
+
 def test_a_dead_redis_before_the_start_is_retried_and_records_nothing(
     monkeypatch: pytest.MonkeyPatch, settings
 ) -> None:
