@@ -119,6 +119,18 @@ def admit(
     return "ok", lock
 
 
+def extend(lock: Lock) -> bool:
+    """Extend a lease for a full period; one that lapsed (Redis was away longer than a lease, or
+    restarted without it) is taken back for its token unless someone else holds it now (then
+    False: a lost-run check or another run has it)."""
+    try:
+        lock.extend(lease_seconds(), replace_ttl=True)
+        return True
+    except redis.exceptions.LockNotOwnedError:
+        taken = client().set(lock.name, lock.local.token, nx=True, px=int(lease_seconds() * 1000))
+        return bool(taken) or _ours(lock)
+
+
 def live_unless_superseded(token: str, attempt: int, message: str) -> Lock | None:
     """Take the liveness lease of an attempt that may be sent again if lost, and keep its
     `message` (one round trip); None when the attempt was lost and already sent again."""

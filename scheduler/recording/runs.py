@@ -170,6 +170,7 @@ class ActiveRun:
         self._ended = False
         self._alive = alive is not None  # holds its liveness lease
         self._retry = 0.0  # monotonic time of the next try at the running row
+        self._extend_again = 0.0  # after a failed extension: monotonic time of the next try
 
     def tick(self, extend: bool) -> bool:
         """The keeper's call: write the `running` row once due, extend the leases when
@@ -177,12 +178,8 @@ class ActiveRun:
         with self._mutex:
             if self._ended:
                 return False
-            if extend:
-                try:
-                    for lease in self._leases:
-                        lease.extend(leases.lease_seconds(), replace_ttl=True)
-                except redis.RedisError:
-                    logger.warning("%s: could not extend its leases", self.run.job, exc_info=True)
+            if extend or (self._extend_again and time.monotonic() >= self._extend_again):
+                self._extend()
             due = timezone.now() - timedelta(seconds=RUNNING_ROW_AFTER)
             if not self._saved and self.run.started_at <= due and time.monotonic() >= self._retry:
                 try:
@@ -201,6 +198,28 @@ class ActiveRun:
                         self.run.job, exc, ROW_RETRY_SECONDS,
                     )  # fmt: skip
             return True
+
+    def _extend(self) -> None:
+        """Extend the leases (called with the mutex held). While Redis does not answer, try
+        again every second rather than a third of a lease later: once it is back, a lease that
+        lapsed meanwhile is taken back before the lost-run check or another run sees it gone."""
+        try:
+            held = [leases.extend(lease) for lease in self._leases]
+        except redis.RedisError as exc:
+            if not self._extend_again:
+                logger.warning("%s: could not extend its leases (%s)", self.run.job, exc)
+            self._extend_again = time.monotonic() + 1
+            return
+        if self._extend_again:
+            logger.info("%s: its leases are extended again", self.run.job)
+        self._extend_again = 0.0
+        for lease, ours in zip(self._leases, held, strict=True):
+            if not ours:
+                logger.error(
+                    "%s run %s: its lease %s lapsed and is someone else's now (the lost-run "
+                    "check or another run took it)",
+                    self.run.job, self.run.task_id, lease.name,
+                )  # fmt: skip
 
     def release(self) -> None:
         """Give back the run's leases (once); `finish` does it, this is for when it could not."""

@@ -67,6 +67,18 @@ def test_the_keeper_extends_a_lock_with_its_token_only() -> None:
     assert client().pttl(LOCK) <= 500
 
 
+def test_a_lease_that_lapsed_while_redis_was_away_is_taken_back_unless_another_holds_it() -> None:
+    _, lock = leases.admit("task-a", None, LOCK)
+    assert lock is not None
+    client().delete(LOCK)  # what a Redis back after more than a lease period has
+    assert leases.extend(lock)
+    assert client().get(LOCK) == b"task-a"
+    assert client().pttl(LOCK) > 1000
+    client().set(LOCK, "task-b", px=5000)  # another run took it meanwhile
+    assert not leases.extend(lock)
+    assert client().get(LOCK) == b"task-b"
+
+
 def test_a_restarted_redis_without_scripts_or_connection_still_admits_a_redelivery() -> None:
     r = client()
     assert leases.admit("task-a", None, LOCK)[0] == "ok"
