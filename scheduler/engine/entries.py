@@ -17,7 +17,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from scheduler import policy
-from scheduler.timing import Occurrence, Timing
+from scheduler.timing import SHORTEST_INTERVAL, Occurrence, Timing
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +89,21 @@ class Builder:
                 raise ValueError("args must be a JSON list and kwargs a JSON object")
             if not isinstance(headers, dict):
                 raise ValueError("headers must be a JSON object")
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             logger.error("schedule %r cannot be dispatched: %s", task.name, exc)
             return None
         if sched is None:
             logger.error("schedule %r has no crontab, interval, solar or clocked", task.name)
+            return None
+        if key[0] == "interval" and sched.run_every < SHORTEST_INTERVAL:
+            # Its slots would follow each other at once: beat would send in a loop.
+            logger.error(
+                "schedule %r cannot be dispatched: its interval (every %s %s) is shorter than %g s",
+                task.name,
+                task.interval.every,
+                task.interval.period,
+                SHORTEST_INTERVAL.total_seconds(),
+            )
             return None
         options: dict[str, Any] = {
             name: getattr(task, name)
