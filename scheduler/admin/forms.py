@@ -91,7 +91,7 @@ class TimingForm(forms.Form):
                     data[field] = check_crontab_field(field, data.get(field) or "")
                 except CrontabError as exc:
                     self.add_error(field, str(exc))
-            if not data.get("timezone"):
+            if not data.get("timezone") and "timezone" not in self.errors:
                 self.add_error("timezone", "Pick the time zone the crontab counts in.")
         elif kind in KIND_FIELDS and not data.get(kind):
             self.add_error(kind, f"Pick the {kind} schedule to use (or choose another kind).")
@@ -340,8 +340,8 @@ class ScheduleForm(TimingForm, PolicyForm, forms.ModelForm[Schedule]):
 
     def _check_time_limits(self, data: dict[str, Any]) -> None:
         job = self.jobs.get(data.get("task") or "")
-        if job is None:
-            return
+        if job is None or "soft_time_limit" in self.errors or "time_limit" in self.errors:
+            return  # no job, or a limit already said to be out of its bounds
         soft = data.get("soft_time_limit") or job.defaults["soft_time_limit"]
         hard = data.get("time_limit") or job.defaults["time_limit"]
         if soft and hard and soft >= hard:
