@@ -9,6 +9,7 @@ import pytest
 import time_machine
 from django.test import Client
 from django.utils import timezone
+from django_celery_beat.models import ClockedSchedule, IntervalSchedule
 
 from scheduler.models import JobRun
 from tests.factories import create_run, make_schedule, many_schedules_and_runs
@@ -63,6 +64,27 @@ def test_list_shows_schedule_in_words_next_run_in_shanghai_and_last_runs(
     paused = row_of(html, "paused")
     assert "Every 10 minutes (Asia/Shanghai)" in paused
     assert "disabled" in paused
+
+
+@time_machine.travel(at("2026-03-10 10:00"), tick=False)
+def test_list_says_why_an_enabled_schedule_has_no_next_run(admin_client: Client) -> None:
+    # Made by a script: the form refuses each of these.
+    make_schedule("expired", expires=at("2020-01-01 00:00"))
+    make_schedule(
+        "clocked-2020",
+        crontab=None,
+        clocked=ClockedSchedule.objects.create(clocked_time=at("2020-01-01 00:00")),
+        one_off=True,
+    )
+    make_schedule(
+        "every-0", crontab=None, interval=IntervalSchedule.objects.create(every=0, period="seconds")
+    )
+
+    html = admin_client.get(LIST).content.decode()
+
+    assert "none: expired at 2020-01-01 00:00 CST" in row_of(html, "expired")
+    assert "none: its clocked time 2020-01-01 00:00 CST has passed" in row_of(html, "clocked-2020")
+    assert "none: beat does not run an interval of every 0 seconds" in row_of(html, "every-0")
 
 
 def test_list_filters_by_job_enabled_and_last_status(admin_client: Client) -> None:
