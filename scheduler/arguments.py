@@ -20,6 +20,8 @@ from typing import Any, Literal, NewType, Union
 
 from celery import current_app
 
+from scheduler.selectors import registered_tasks
+
 IsoDate = NewType("IsoDate", str)
 IsoDateTime = NewType("IsoDateTime", str)
 
@@ -44,9 +46,9 @@ def check_arguments(job_name: str, args: list[Any], kwargs: dict[str, Any]) -> l
     too_big = size_problem(args, kwargs)
     if too_big:
         return [too_big]
-    task = current_app.tasks.get(job_name)
-    if task is None:
+    if job_name not in registered_tasks():
         return [f"{job_name} is not a registered job."]
+    task = current_app.tasks[job_name]
     try:
         signature = inspect.signature(task.run)
     except (TypeError, ValueError):  # nothing to check against
