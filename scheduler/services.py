@@ -136,7 +136,7 @@ def set_policy(task: PeriodicTask, values: Mapping[str, Any]) -> None:
         if (why := policy.KNOB[name].problem(value))
     ]
     if problems:  # the form says so first; this keeps scripts within the bounds too
-        raise ValueError("; ".join(problems))
+        raise ValueError(" ".join(problems))
     if not overrides:
         SchedulePolicy.objects.filter(periodic_task_id=task.pk).delete()
         return
