@@ -210,10 +210,11 @@ class Timing:
 
 
 def celery_schedule(task: Any) -> Any:
-    """The Celery schedule beat builds for a PeriodicTask (None when it has none)."""
+    """The Celery schedule beat builds for a PeriodicTask (None when it has none, or one beat
+    cannot build: an interval a script set to a billion days, a latitude of 100)."""
     try:
         return task.schedule
-    except AttributeError:  # no schedule FK set
+    except (AttributeError, OverflowError, ValueError):  # no schedule FK set; out of range
         return None
 
 

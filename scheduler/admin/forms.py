@@ -108,13 +108,10 @@ class TimingForm(forms.Form):
             if problem:
                 self.add_error("interval", problem)
         if kind == "solar" and data.get("solar"):
-            row = data["solar"]
-            if not (-90 <= row.latitude <= 90 and -180 <= row.longitude <= 180):
-                self.add_error(
-                    "solar",
-                    f"Latitude {row.latitude} / longitude {row.longitude} is not a place on "
-                    "Earth: latitude is -90 to 90, longitude -180 to 180.",
-                )
+            try:
+                _ = data["solar"].schedule  # Celery checks the event, latitude and longitude
+            except ValueError as exc:
+                self.add_error("solar", str(exc))
         if kind == "clocked" and not data.get("one_off"):
             self.add_error("one_off", "A clocked schedule runs once: tick one-off.")
         start, expires = data.get("start_time"), data.get("expires")

@@ -87,6 +87,10 @@ def why_no_next_run(obj: Schedule) -> str:
         return "a one-off schedule that ran"
     if obj.interval_id and interval_problem(obj.interval.every, obj.interval.period):
         return f"beat does not run an interval of every {obj.interval.every} {obj.interval.period}"
+    try:
+        _ = obj.schedule
+    except (OverflowError, ValueError) as exc:  # a timing row made by a script
+        return f"beat cannot use its timing: {exc}"
     return "no fire time ahead"
 
 

@@ -61,7 +61,12 @@ def bad_inputs(rows: dict[str, Any]) -> list[Bad]:
         Bad("time limit 0", {"time_limit": "0"}, "time_limit", "greater than or equal to 1"),
         Bad("soft >= hard", {"soft_time_limit": "700"}, "soft_time_limit", "below the hard"),
         Bad("interval 10^9 days", interval(rows["huge"]), "interval", "longer than 366 days"),
-        Bad("solar at latitude 100", solar(rows["nowhere"]), "solar", "not a place on Earth"),
+        Bad(
+            "solar at latitude 100",
+            solar(rows["nowhere"]),
+            "solar",
+            "latitude 100.000000 is invalid",
+        ),
         # Item 9: arguments checked by type and size, not only by name.
         Bad("day: 5", {"kwargs": '{"day": 5}'}, "kwargs", "day: expected a date as YYYY-MM-DD"),
         Bad("day: yesterday", {"kwargs": '{"day": "yesterday"}'}, "kwargs", "day: expected"),

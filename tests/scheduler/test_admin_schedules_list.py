@@ -9,7 +9,7 @@ import pytest
 import time_machine
 from django.test import Client
 from django.utils import timezone
-from django_celery_beat.models import ClockedSchedule, IntervalSchedule
+from django_celery_beat.models import ClockedSchedule, IntervalSchedule, SolarSchedule
 
 from scheduler.models import JobRun
 from tests.factories import create_run, make_schedule, many_schedules_and_runs
@@ -80,11 +80,28 @@ def test_list_says_why_an_enabled_schedule_has_no_next_run(admin_client: Client)
         "every-0", crontab=None, interval=IntervalSchedule.objects.create(every=0, period="seconds")
     )
 
+    make_schedule(
+        "every-1e9-days",
+        crontab=None,
+        interval=IntervalSchedule.objects.create(every=10**9, period="days"),
+    )
+    make_schedule(
+        "sunrise-nowhere",
+        crontab=None,
+        solar=SolarSchedule.objects.create(event="sunrise", latitude=100, longitude=10),
+    )
+
     html = admin_client.get(LIST).content.decode()
 
     assert "none: expired at 2020-01-01 00:00 CST" in row_of(html, "expired")
     assert "none: its clocked time 2020-01-01 00:00 CST has passed" in row_of(html, "clocked-2020")
     assert "none: beat does not run an interval of every 0 seconds" in row_of(html, "every-0")
+    assert "none: beat does not run an interval of every 1000000000 days" in row_of(
+        html, "every-1e9-days"
+    )
+    assert "none: beat cannot use its timing: Argument latitude 100.000000 is invalid" in row_of(
+        html, "sunrise-nowhere"
+    )
 
 
 def test_list_filters_by_job_enabled_and_last_status(admin_client: Client) -> None:
