@@ -242,6 +242,8 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         note = schedule_in_words(obj) if saved and obj is not None else ""
         if saved and obj is not None and not obj.enabled:
             note = f"{note}. Disabled; once enabled it runs at:"
+        elif saved and obj is not None and not times:
+            note = f"{note}. No next run: {why_no_next_run(obj)}."
         return format_html(
             '<div id="schedule-preview" data-url="{}"{}><p class="preview-note">{}</p>'
             '<ol class="preview-times">{}</ol><p class="preview-errors"></p></div>',

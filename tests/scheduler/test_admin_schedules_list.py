@@ -11,11 +11,12 @@ from django.test import Client
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, IntervalSchedule, SolarSchedule
 
-from scheduler.models import JobRun
+from scheduler.models import JobRun, Schedule
 from tests.factories import create_run, make_schedule, many_schedules_and_runs
 from tests.scheduler.schedule_pages import (
     LIST,
     at,
+    change_url,
     row_of,
 )
 
@@ -94,6 +95,8 @@ def test_list_says_why_an_enabled_schedule_has_no_next_run(admin_client: Client)
     html = admin_client.get(LIST).content.decode()
 
     assert "none: expired at 2020-01-01 00:00 CST" in row_of(html, "expired")
+    page = admin_client.get(change_url(Schedule.objects.get(name="expired"))).content.decode()
+    assert "No next run: expired at 2020-01-01 00:00 CST." in page
     assert "none: its clocked time 2020-01-01 00:00 CST has passed" in row_of(html, "clocked-2020")
     assert "none: beat does not run an interval of every 0 seconds" in row_of(html, "every-0")
     assert "none: beat does not run an interval of every 1000000000 days" in row_of(
