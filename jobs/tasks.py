@@ -10,6 +10,7 @@ from django.conf import settings
 
 from config.celery import app
 from jobs import backups, cache, heartbeat, housekeeping, reports
+from scheduler.arguments import IsoDate
 
 
 @app.task(name="jobs.heartbeat", bind=True, soft_time_limit=30, time_limit=60)
@@ -41,7 +42,7 @@ def backup_database_task() -> dict[str, object]:
 
 
 @app.task(name="jobs.daily_report", soft_time_limit=600, time_limit=660)
-def daily_report_task(day: str | None = None, force: bool = False) -> dict[str, object]:
+def daily_report_task(day: IsoDate | None = None, force: bool = False) -> dict[str, object]:
     """Build yesterday's report (Asia/Shanghai), or `day` (YYYY-MM-DD), and email it once."""
     result = reports.daily_report(date.fromisoformat(day) if day else None, force=force)
     return {

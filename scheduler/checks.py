@@ -15,12 +15,21 @@ LIMIT_EXCEEDED = "scheduler.E001"
 
 @checks.register()
 def job_policy_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """A job registered in code whose run policy is above a bound of settings (time_limit)."""
+    """A job registered in code whose run policy is out of its knob's bounds (scheduler.policy)."""
     errors: list[checks.CheckMessage] = []
     for name, job in registered_jobs().items():
         for knob in KNOBS:
             value, most = job.defaults[knob.name], knob.limit()
-            if most is None or value is None or value <= most:
+            if not knob.problem(value):
+                continue
+            if most is None or knob.most is None or value <= most:  # not the settings' bound
+                errors.append(
+                    checks.Error(
+                        f"Job {name} has {knob.name}={value}: {knob.problem(value)}",
+                        hint=f"Change the {knob.name} that {name} declares.",
+                        id=LIMIT_EXCEEDED,
+                    )
+                )
                 continue
             errors.append(
                 checks.Error(

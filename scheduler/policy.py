@@ -44,6 +44,8 @@ class Knob:
     task_default: Any = None  # for a task that does not declare the option (not a JobTask)
     celery_default: str | None = None  # the Celery setting a task without a value falls back to
     most: str | None = None  # the Django setting the value may not exceed
+    max_value: int | None = None  # the most that makes sense, when no setting bounds it
+    why_max: str = ""  # why not more, in words for the admin
 
     @property
     def label(self) -> str:
@@ -66,8 +68,24 @@ class Knob:
         return str(value)
 
     def limit(self) -> int | None:
-        """The most this knob may be (from settings, read when asked); None: no bound."""
-        return None if self.most is None else int(getattr(settings, self.most))
+        """The most this knob may be (a setting, read when asked, else max_value; None: none)."""
+        return self.max_value if self.most is None else int(getattr(settings, self.most))
+
+    def problem(self, value: Any) -> str:
+        """Why `value` is out of this knob's bounds ('' when it is within them, or unset)."""
+        if value is None or self.choices:
+            return ""
+        least, most = self.min_value, self.limit()
+        if least is not None and value < least:
+            return f"{self.in_words(value)} is below the least {self.label}, {least}."
+        if most is None or value <= most:
+            return ""
+        if self.most is not None:
+            return (
+                f"{self.in_words(value)} is longer than {self.most} ({most} s), the longest a "
+                "job may run: past it, Redis hands a job that is still running to another worker."
+            )
+        return f"{self.in_words(value)} is above the most, {self.in_words(most)}: {self.why_max}"
 
 
 KNOBS: tuple[Knob, ...] = (
@@ -78,6 +96,7 @@ KNOBS: tuple[Knob, ...] = (
         min_value=1,
         seconds=True,
         celery_default="task_soft_time_limit",
+        most="LONGEST_JOB_SECONDS",
     ),
     Knob(
         "time_limit",
@@ -88,13 +107,23 @@ KNOBS: tuple[Knob, ...] = (
         # Redis hands a task still running after its visibility timeout to a second worker.
         most="LONGEST_JOB_SECONDS",
     ),
-    Knob("max_retries", "Retries after a transient error.", min_value=0, unset="no limit"),
+    Knob(
+        "max_retries",
+        "Retries after a transient error.",
+        min_value=0,
+        unset="no limit",
+        max_value=50,
+        why_max="retries wait up to 10 minutes each, so more would report a failure only after "
+        "more than 8 hours.",
+    ),
     Knob(
         "start_deadline",
         "Seconds after its slot until a run not yet started expires.",
         min_value=1,
         seconds=True,
         unset="until the next slot",
+        max_value=7 * 24 * 3600,
+        why_max="a run that has not started within a week is stale.",
     ),
 )
 KNOB = {knob.name: knob for knob in KNOBS}

@@ -125,8 +125,18 @@ def duplicate(task: PeriodicTask) -> Schedule:
 
 
 def set_policy(task: PeriodicTask, values: Mapping[str, Any]) -> None:
-    """Make `values` (by knob name; None or '' for the job's default) the schedule's overrides."""
+    """Make `values` (by knob name; None or '' for the job's default) the schedule's overrides.
+
+    ValueError, naming each knob, if a value is out of its bounds (scheduler.policy.KNOBS).
+    """
     overrides = policy.set_values(values)
+    problems = [
+        f"{name}: {why}"
+        for name, value in overrides.items()
+        if (why := policy.KNOB[name].problem(value))
+    ]
+    if problems:  # the form says so first; this keeps scripts within the bounds too
+        raise ValueError(" ".join(problems))
     if not overrides:
         SchedulePolicy.objects.filter(periodic_task_id=task.pk).delete()
         return

@@ -35,6 +35,33 @@ from django_celery_beat.clockedschedule import clocked
 # Far enough back or ahead for a crontab that fires once a year, or on 29 February.
 _MAX_DAYS = 4 * 366 + 1
 
+# Interval bounds. Beat never dispatches an interval shorter than SHORTEST_INTERVAL: it has no
+# slots (a script can store every=0, or microseconds). The schedule form asks for at least
+# MIN_INTERVAL: a slot's run that has not started by the next slot expires, and from beat's
+# dispatch to a worker starting the job takes a second or more (an interval of 1 s expired 14
+# of 16 runs). MAX_INTERVAL: longer is a yearly crontab or a clocked time.
+SHORTEST_INTERVAL = timedelta(seconds=1)
+MIN_INTERVAL = timedelta(seconds=10)
+MAX_INTERVAL = timedelta(days=366)
+_PERIOD_SECONDS = {"days": 86400, "hours": 3600, "minutes": 60, "seconds": 1, "microseconds": 1e-6}
+
+
+def interval_problem(every: int, period: str) -> str:
+    """Why an interval of `every` `period` cannot be a schedule's ('' when it can)."""
+    seconds = every * _PERIOD_SECONDS.get(period, 0)
+    if seconds < MIN_INTERVAL.total_seconds():
+        return (
+            f"Every {every} {period} is too often: at least {MIN_INTERVAL.seconds} seconds. A run "
+            "that has not started by the next slot expires, and a worker takes a second or more "
+            "to start one (use a crontab for every minute)."
+        )
+    if seconds > MAX_INTERVAL.total_seconds():
+        return (
+            f"Every {every} {period} is longer than {MAX_INTERVAL.days} days: use a crontab "
+            "(e.g. once a year) or a clocked time."
+        )
+    return ""
+
 
 @dataclass(frozen=True)
 class Occurrence:
@@ -95,8 +122,9 @@ def latest(sched: Any, at: datetime, phase: datetime | None = None) -> datetime 
 
 
 def _every(sched: Any) -> timedelta | None:
+    """The interval's length; None (no slots) when shorter than SHORTEST_INTERVAL."""
     every: timedelta = cast(Any, sched).run_every
-    return every if every.total_seconds() > 0 else None
+    return every if every >= SHORTEST_INTERVAL else None
 
 
 def _tz(sched: Any) -> tzinfo:
@@ -182,10 +210,11 @@ class Timing:
 
 
 def celery_schedule(task: Any) -> Any:
-    """The Celery schedule beat builds for a PeriodicTask (None when it has none)."""
+    """The Celery schedule beat builds for a PeriodicTask (None when it has none, or one beat
+    cannot build: an interval a script set to a billion days, a latitude of 100)."""
     try:
         return task.schedule
-    except AttributeError:  # no schedule FK set
+    except (AttributeError, OverflowError, ValueError):  # no schedule FK set; out of range
         return None
 
 

@@ -87,9 +87,9 @@ def make_schedule(
     name: str, expression: str = "0 15 * * *", tz: str | None = None, **fields: Any
 ) -> Schedule:
     fields.setdefault("task", "jobs.heartbeat")
-    schedule: Schedule = Schedule.objects.create(
-        name=name, crontab=get_crontab(expression, tz), **fields
-    )
+    if "crontab" not in fields:  # crontab=None: another kind (interval=..., clocked=...)
+        fields["crontab"] = get_crontab(expression, tz)
+    schedule: Schedule = Schedule.objects.create(name=name, **fields)
     return schedule
 
 

@@ -3,15 +3,12 @@ the job's signature, the crontab typed on the page, and the per-schedule run-pol
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
-import re
 from typing import Any, cast
 from zoneinfo import available_timezones
 
 import redis
-from celery import current_app
 from django import forms
 from django.conf import settings
 from django.contrib.admin.widgets import AdminSplitDateTime
@@ -26,6 +23,7 @@ from django_celery_beat.models import (
 )
 
 from scheduler import history, presence, services
+from scheduler.arguments import check_arguments, size_problem
 from scheduler.describe import (
     CRONTAB_FIELDS,
     CrontabError,
@@ -36,9 +34,10 @@ from scheduler.describe import (
 )
 from scheduler.models import Schedule
 from scheduler.policy import KNOBS, POLICY_FIELDS, Knob
+from scheduler.presentation import local_text
 from scheduler.selectors import JobInfo, policy_of, registered_jobs
 from scheduler.sync import get_crontab
-from scheduler.timing import Timing, next_fire_times
+from scheduler.timing import Timing, interval_problem, next_fire_times
 
 logger = logging.getLogger(__name__)
 
@@ -49,32 +48,6 @@ KINDS = [
     ("clocked", "clocked (once, at a given time)"),
 ]
 KIND_FIELDS = ("interval", "solar", "clocked")  # the kinds chosen with a select
-
-
-def check_arguments(
-    name: str, task: Any, args: list[Any], kwargs: dict[str, Any]
-) -> tuple[str, str] | None:
-    """None if the job accepts these arguments, else (the form field at fault, what is wrong)."""
-    try:
-        signature = inspect.signature(task.run)
-    except (TypeError, ValueError):  # nothing to check against
-        return None
-    params = signature.parameters
-    named = [p.name for p in params.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    takes = f"{name} takes {', '.join(named) if named else 'no arguments'}"
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = [key for key in kwargs if key not in named]
-        if unknown:
-            return "kwargs", f"Unknown argument {unknown[0]!r}: {takes}."
-    try:
-        signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        missing = re.search(r"missing a required argument: '([^']+)'", str(exc))
-        if missing:
-            return "kwargs", f"Missing required argument {missing[1]!r}: {takes}."
-        field = "args" if "positional" in str(exc) else "kwargs"
-        return field, f"{str(exc).capitalize()}: {takes}."
-    return None
 
 
 # --- Timing: what the preview and the schedule form share ----------------------------------------
@@ -133,6 +106,16 @@ class TimingForm(forms.Form):
                     "Only one schedule kind can be set: clear this, "
                     f"or choose {other} as the kind.",
                 )
+        if kind == "interval" and data.get("interval"):
+            row = data["interval"]
+            problem = interval_problem(row.every, row.period)
+            if problem:
+                self.add_error("interval", problem)
+        if kind == "solar" and data.get("solar"):
+            try:
+                _ = data["solar"].schedule  # Celery checks the event, latitude and longitude
+            except ValueError as exc:
+                self.add_error("solar", str(exc))
         if kind == "clocked" and not data.get("one_off"):
             self.add_error("one_off", "A clocked schedule runs once: tick one-off.")
         start, expires = data.get("start_time"), data.get("expires")
@@ -206,15 +189,11 @@ class PolicyForm(forms.Form):
         data = super().clean()
         assert data is not None
         for knob in KNOBS:
-            value, most = data.get(knob.name), knob.limit()
-            if self.fields[knob.name].disabled:  # not this user's to change
-                continue
-            if most is not None and value is not None and value > most:
-                self.add_error(
-                    knob.name,
-                    f"{value} s is longer than {knob.most} ({most} s), the longest a job may "
-                    "run: past it, Redis hands a job that is still running to another worker.",
-                )
+            if self.fields[knob.name].disabled or knob.name in self.errors:
+                continue  # not this user's to change, or already said what is wrong
+            problem = knob.problem(data.get(knob.name))
+            if problem:
+                self.add_error(knob.name, problem)
         return data
 
 
@@ -348,10 +327,16 @@ class ScheduleForm(TimingForm, PolicyForm, forms.ModelForm[Schedule]):
         return value
 
     def clean_args(self) -> str:
-        return json.dumps(self._json("args", list, '["a", 2]'))
+        return self._fits(self._json("args", list, '["a", 2]'))
 
     def clean_kwargs(self) -> str:
-        return json.dumps(self._json("kwargs", dict, '{"day": "2026-01-31"}'))
+        return self._fits(self._json("kwargs", dict, '{"day": "2026-01-31"}'))
+
+    def _fits(self, value: Any) -> str:
+        too_big = size_problem(value, {})
+        if too_big:
+            raise ValidationError(too_big)
+        return json.dumps(value)
 
     def clean_queue(self) -> str | None:
         queue: str | None = (self.cleaned_data.get("queue") or "").strip() or None
@@ -375,18 +360,37 @@ class ScheduleForm(TimingForm, PolicyForm, forms.ModelForm[Schedule]):
         data = super().clean()
         name = data.get("task")
         if name in self.jobs and "args" in data and "kwargs" in data:
-            problem = check_arguments(
-                name, current_app.tasks[name], json.loads(data["args"]), json.loads(data["kwargs"])
-            )
-            if problem:
-                self.add_error(*problem)
+            args, kwargs = json.loads(data["args"]), json.loads(data["kwargs"])
+            for problem in check_arguments(name, args, kwargs):
+                positional = "positional" in problem or (args and not kwargs)
+                self.add_error("args" if positional else "kwargs", problem)
         self._check_time_limits(data)
+        if data.get("enabled"):
+            self._check_runs(data)
         return data
+
+    def _check_runs(self, data: dict[str, Any]) -> None:
+        """An enabled schedule that would never run, or run at once only because it is late."""
+        now = timezone.now()
+        expires = data.get("expires")
+        if expires is not None and expires <= now:
+            self.add_error(
+                "expires",
+                f"It expired at {local_text(expires)}: enabled, it would never run. Clear or "
+                "move the expiry, or untick Enabled.",
+            )
+        clocked = data.get("clocked") if data.get("kind") == "clocked" else None
+        if clocked is not None and clocked.clocked_time <= now:
+            self.add_error(
+                "clocked",
+                f"{local_text(clocked.clocked_time)} has passed: saved enabled, it would run at "
+                "once. Pick a clocked time in the future, or untick Enabled.",
+            )
 
     def _check_time_limits(self, data: dict[str, Any]) -> None:
         job = self.jobs.get(data.get("task") or "")
-        if job is None:
-            return
+        if job is None or "soft_time_limit" in self.errors or "time_limit" in self.errors:
+            return  # no job, or a limit already said to be out of its bounds
         soft = data.get("soft_time_limit") or job.defaults["soft_time_limit"]
         hard = data.get("time_limit") or job.defaults["time_limit"]
         if soft and hard and soft >= hard:

@@ -29,6 +29,7 @@ from django.http import (
     JsonResponse,
 )
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django_celery_beat.models import PeriodicTask
@@ -40,7 +41,7 @@ from scheduler.describe import schedule_in_words
 from scheduler.models import JobRun, Schedule
 from scheduler.policy import KNOBS, POLICY_FIELDS
 from scheduler.presentation import human_duration, local_text
-from scheduler.timing import Timing, next_fire_times, next_run
+from scheduler.timing import Timing, interval_problem, next_fire_times, next_run
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,23 @@ class LastStatusFilter(admin.SimpleListFilter):
         if value == "never":
             return queryset.filter(last_status__isnull=True)
         return queryset.filter(last_status=value) if value else queryset
+
+
+def why_no_next_run(obj: Schedule) -> str:
+    """Why an enabled schedule has no next run, in words (the list shows it, not a bare —)."""
+    if obj.expires is not None and obj.expires <= timezone.now():
+        return f"expired at {local_text(obj.expires)}"
+    if obj.clocked_id and obj.clocked.clocked_time <= timezone.now():
+        return f"its clocked time {local_text(obj.clocked.clocked_time)} has passed"
+    if obj.one_off and obj.total_run_count:
+        return "a one-off schedule that ran"
+    if obj.interval_id and interval_problem(obj.interval.every, obj.interval.period):
+        return f"beat does not run an interval of every {obj.interval.every} {obj.interval.period}"
+    try:
+        _ = obj.schedule
+    except (OverflowError, ValueError) as exc:  # a timing row made by a script
+        return f"beat cannot use its timing: {exc}"
+    return "no fire time ahead"
 
 
 # --- The admin -----------------------------------------------------------------------------------
@@ -181,7 +199,7 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         if not obj.enabled:
             return "disabled"
         at = next_run(obj)
-        return local_text(at) if at else "—"
+        return local_text(at) if at else f"none: {why_no_next_run(obj)}"
 
     @admin.display(description="last run", ordering="last_status")
     def last_status(self, obj: Schedule) -> SafeString | str:
@@ -239,6 +257,8 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         note = schedule_in_words(obj) if saved and obj is not None else ""
         if saved and obj is not None and not obj.enabled:
             note = f"{note}. Disabled; once enabled it runs at:"
+        elif saved and obj is not None and not times:
+            note = f"{note}. No next run: {why_no_next_run(obj)}."
         return format_html(
             '<div id="schedule-preview" data-url="{}"{}><p class="preview-note">{}</p>'
             '<ol class="preview-times">{}</ol><p class="preview-errors"></p></div>',

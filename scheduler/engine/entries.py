@@ -18,7 +18,7 @@ from django_celery_beat.models import PeriodicTask
 
 from scheduler import policy
 from scheduler.arguments import check_arguments
-from scheduler.timing import Occurrence, Timing
+from scheduler.timing import SHORTEST_INTERVAL, Occurrence, Timing
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +88,21 @@ class Builder:
         """The entry of an enabled row; None (logged) when beat cannot use the row."""
         try:
             key, sched = self._schedule(task)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             logger.error("schedule %r cannot be dispatched: %s", task.name, exc)
             return None
         if sched is None:
             logger.error("schedule %r has no crontab, interval, solar or clocked", task.name)
+            return None
+        if key[0] == "interval" and sched.run_every < SHORTEST_INTERVAL:
+            # Its slots would follow each other at once: beat would send in a loop.
+            logger.error(
+                "schedule %r cannot be dispatched: its interval (every %s %s) is shorter than %g s",
+                task.name,
+                task.interval.every,
+                task.interval.period,
+                SHORTEST_INTERVAL.total_seconds(),
+            )
             return None
         args, kwargs, headers, broken = self._message(task)
         if broken:

@@ -87,7 +87,7 @@ def test_broken_schedules_fail_each_slot_visibly_and_run_again_once_fixed(
     )
     PeriodicTask.objects.create(name="job-gone", task="tests.gone", interval=every_2s)
     broken = {
-        "unfit-kwargs": "unknown argument 'nope': tests.count takes key",
+        "unfit-kwargs": "Unknown argument 'nope': tests.count takes key",
         "not-json": "not valid JSON",
         "job-gone": "tests.gone is not a registered job",
     }

@@ -100,7 +100,7 @@ def test_a_broken_schedule_needs_attention_with_the_reason(admin_client: Client)
     broken = PeriodicTask.objects.create(
         name="broken", task="jobs.heartbeat", interval=every_minute, kwargs='{"nope": 1}'
     )
-    reason = "unknown argument 'nope': jobs.heartbeat takes no arguments"
+    reason = "Unknown argument 'nope': jobs.heartbeat takes no arguments."
     # What beat writes for each slot of a schedule it cannot send (scheduler.engine).
     create_run(
         "jobs.heartbeat", JobRun.Status.FAILED, schedule="broken", error_type=BROKEN,
@@ -110,7 +110,7 @@ def test_a_broken_schedule_needs_attention_with_the_reason(admin_client: Client)
 
     page = admin_client.get(URL).content.decode()
     attention = page[page.index('id="attention"') : page.index('id="failures"')]
-    assert "broken: unknown argument &#x27;nope&#x27;" in attention
+    assert "broken: Unknown argument &#x27;nope&#x27;" in attention
     assert "each slot fails until the schedule is edited" in attention
 
     broken.kwargs = "{}"

@@ -10,13 +10,15 @@ import pytest
 import time_machine
 from django.test import Client
 from django.utils import timezone
+from django_celery_beat.models import ClockedSchedule, IntervalSchedule, SolarSchedule
 
 from scheduler.broken import BROKEN
-from scheduler.models import JobRun
+from scheduler.models import JobRun, Schedule
 from tests.factories import create_run, make_schedule, many_schedules_and_runs
 from tests.scheduler.schedule_pages import (
     LIST,
     at,
+    change_url,
     row_of,
 )
 
@@ -72,7 +74,7 @@ def test_list_marks_a_broken_schedule_with_the_reason_until_it_is_edited(
 ) -> None:
     broken = make_schedule("broken", kwargs='{"nope": 1}')
     make_schedule("failing")
-    reason = "unknown argument 'nope': jobs.heartbeat takes no arguments"
+    reason = "Unknown argument 'nope': jobs.heartbeat takes no arguments."
     # What beat writes for each slot of a schedule it cannot send (scheduler.engine).
     create_run(
         "jobs.heartbeat", "failed", schedule="broken", error_type=BROKEN, error_message=reason
@@ -89,6 +91,46 @@ def test_list_marks_a_broken_schedule_with_the_reason_until_it_is_edited(
     broken.kwargs = "{}"
     broken.save()
     assert "schedule-broken" not in row_of(admin_client.get(LIST).content.decode(), "broken")
+
+
+@time_machine.travel(at("2026-03-10 10:00"), tick=False)
+def test_list_says_why_an_enabled_schedule_has_no_next_run(admin_client: Client) -> None:
+    # Made by a script: the form refuses each of these.
+    make_schedule("expired", expires=at("2020-01-01 00:00"))
+    make_schedule(
+        "clocked-2020",
+        crontab=None,
+        clocked=ClockedSchedule.objects.create(clocked_time=at("2020-01-01 00:00")),
+        one_off=True,
+    )
+    make_schedule(
+        "every-0", crontab=None, interval=IntervalSchedule.objects.create(every=0, period="seconds")
+    )
+
+    make_schedule(
+        "every-1e9-days",
+        crontab=None,
+        interval=IntervalSchedule.objects.create(every=10**9, period="days"),
+    )
+    make_schedule(
+        "sunrise-nowhere",
+        crontab=None,
+        solar=SolarSchedule.objects.create(event="sunrise", latitude=100, longitude=10),
+    )
+
+    html = admin_client.get(LIST).content.decode()
+
+    assert "none: expired at 2020-01-01 00:00 CST" in row_of(html, "expired")
+    page = admin_client.get(change_url(Schedule.objects.get(name="expired"))).content.decode()
+    assert "No next run: expired at 2020-01-01 00:00 CST." in page
+    assert "none: its clocked time 2020-01-01 00:00 CST has passed" in row_of(html, "clocked-2020")
+    assert "none: beat does not run an interval of every 0 seconds" in row_of(html, "every-0")
+    assert "none: beat does not run an interval of every 1000000000 days" in row_of(
+        html, "every-1e9-days"
+    )
+    assert "none: beat cannot use its timing: Argument latitude 100.000000 is invalid" in row_of(
+        html, "sunrise-nowhere"
+    )
 
 
 def test_list_filters_by_job_enabled_and_last_status(admin_client: Client) -> None:
