@@ -78,11 +78,10 @@ def init_sentry(
         release=release,
         integrations=[
             DjangoIntegration(),
-            # monitor_beat_tasks: the worker closes Crons check-ins (ok / error). Beat's side,
-            # the in_progress check-in and its monitor config, is sent by scheduler.engine for
-            # every schedule kind and with each job's max runtime, so sentry-sdk's own
-            # beat-side monitoring is switched off for all schedules.
-            CeleryIntegration(monitor_beat_tasks=True, exclude_beat_tasks=[".*"]),
+            # No monitor_beat_tasks: it would close a Crons check-in as `error` at every retry.
+            # scheduler.engine opens each check-in (in_progress, with its monitor config) and
+            # scheduler.reporting closes it with the occurrence's final outcome.
+            CeleryIntegration(),
         ],
         # Redis commands are Nightshift's own bookkeeping (leases, the broker): as breadcrumbs
         # they drown a job's own trail, and instrumenting them costs every run.

@@ -1,4 +1,14 @@
-"""What on-call sees in Sentry: one event per final failure, timeout or lost run."""
+"""What on-call sees in Sentry: one event per final failure, timeout or lost run, and one
+Crons check-in outcome per occurrence.
+
+Check-ins: beat opens one per dispatch (scheduler.engine), in_progress, and puts its id in the
+message headers; `close_checkin` sends the occurrence's final outcome when its final row is
+written: `ok` (succeeded, or skipped by policy: another message has the occurrence, or the
+previous run still holds the overlap lock), `error` (failed, timed out, expired). A retried
+attempt re-sends `in_progress` with the same id: the retry closes it. A lost run is closed by
+its redelivery, or Sentry times it out at its max runtime; a missed slot was never sent, so
+Sentry reports it missed on its own.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +22,18 @@ from django.urls import reverse
 from sentry_sdk.crons import MonitorStatus, capture_checkin
 
 from scheduler.models import JobRun
+
+S = JobRun.Status
+# The Crons outcome of an occurrence, by the status of its final row (see the module's doc).
+CHECKIN_STATUS: dict[str, str] = {
+    S.SUCCEEDED: MonitorStatus.OK,
+    S.SKIPPED_DUPLICATE: MonitorStatus.OK,
+    S.SKIPPED_OVERLAP: MonitorStatus.OK,
+    S.FAILED: MonitorStatus.ERROR,
+    S.TIMED_OUT: MonitorStatus.ERROR,
+    S.EXPIRED: MonitorStatus.ERROR,
+    S.RETRYING: MonitorStatus.IN_PROGRESS,
+}
 
 
 def run_admin_url(run_id: int) -> str:
@@ -83,16 +105,18 @@ def add_retry_breadcrumb(job: str, attempt: int, exc: BaseException, countdown: 
     )
 
 
-def close_checkin_as_error(headers: dict[str, Any]) -> None:
-    """Close the beat's Sentry Crons check-in of a run that will not execute (expired)."""
+def close_checkin(headers: dict[str, Any], run_status: str) -> None:
+    """Send the outcome of beat's Crons check-in for this dispatch (its id is in the message
+    headers) once the run's row says it: `in_progress` again for a retried attempt."""
     slug = headers.get("sentry-monitor-slug")
     check_in_id = headers.get("sentry-monitor-check-in-id")
-    if slug and check_in_id and sentry_sdk.get_client().is_active():
+    status = CHECKIN_STATUS.get(run_status)
+    if slug and check_in_id and status and sentry_sdk.get_client().is_active():
         capture_checkin(
             monitor_slug=slug,
             check_in_id=check_in_id,
             monitor_config=headers.get("sentry-monitor-config") or None,
-            status=MonitorStatus.ERROR,
+            status=status,
         )
 
 
