@@ -163,6 +163,7 @@ class ActiveRun:
     def __init__(self, dispatch: Dispatch, lock: Lock | None, alive: Lock | None = None) -> None:
         self.run = dispatch.new_run(JobRun.Status.RUNNING)
         self._headers = dispatch.headers  # the Crons check-in to close
+        reporting.run_started(self.run)
         self._leases: list[Lock] = [lease for lease in (lock, alive) if lease is not None]
         self._mutex = threading.Lock()  # against the keeper thread
         self.eager = dispatch.eager

@@ -4,20 +4,29 @@ Real beat and worker processes send to a local Sentry endpoint (tests.sentry_ser
 
 from __future__ import annotations
 
+import os
+import signal
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from config.celery import app
+from devtools.redis_server import free_port
 from scheduler.models import JobRun
 from scheduler.sync import get_crontab
+from tests.drills import record
 from tests.processes import (
     Process,
+    final_run,
     start_beat,
     start_worker,
+    started_run,
     wait_for,
+    wait_until_ready,
 )
 from tests.sentry_server import SentryServer
 
@@ -84,5 +93,136 @@ def test_a_retry_that_then_succeeds_closes_its_checkin_ok_without_an_error(
     # (Beat also records the slots of the five minutes before it started as `missed`.)
     runs = JobRun.objects.filter(schedule="e2e-flaky").exclude(status=S.MISSED)
     runs = runs.order_by("started_at")
+    # A short success's row reaches the database just after (the keeper thread writes it).
+    wait_for(lambda: runs.filter(status=S.SUCCEEDED).exists(), 20, "the retry's row")
     assert [(r.attempt, r.status) for r in runs[:2]] == [(1, S.RETRYING), (2, S.SUCCEEDED)]
     assert sentry_server.events() == []
+
+
+def test_a_job_that_exhausts_its_retries_sends_one_error_checkin_and_one_event(
+    processes: list[Process], sentry_server: SentryServer
+) -> None:
+    due_every_minute("e2e-doomed", "tests.always_transient")  # 2 retries
+    env = sentry_env(sentry_server)
+    processes.append(start_worker("e2e-doomed-worker", env, app="tests.e2e_app"))
+    processes.append(start_beat("e2e-doomed-beat", env))
+
+    wait_for(
+        lambda: "error" in first_occurrence(sentry_server, "e2e-doomed"),
+        90,
+        "the first occurrence's check-in to close",
+    )
+    assert first_occurrence(sentry_server, "e2e-doomed") == ["in_progress"] * 3 + ["error"]
+    final = wait_for(
+        lambda: (
+            JobRun.objects.filter(schedule="e2e-doomed", status=S.FAILED, attempt=3)
+            .order_by("started_at")
+            .first()
+        ),
+        20,
+        "the final attempt's row",
+    )
+    event = wait_for(lambda: events_about(sentry_server, final.task_id), 20, "its event")
+    assert len(event) == 1, event
+    assert_about_run(event[0], final)
+    assert event[0]["tags"]["trigger"] == "retry"
+    assert final.sentry_event_id == event[0]["event_id"]
+
+
+def test_a_job_that_logs_its_error_and_raises_sends_one_event(
+    processes: list[Process], sentry_server: SentryServer
+) -> None:
+    processes.append(
+        start_worker("e2e-logfail-worker", sentry_env(sentry_server), app="tests.e2e_app")
+    )
+    task_id = app.send_task("tests.log_and_fail", kwargs={"message": "copy is damaged"}).id
+    run = final_run(task_id, timeout=60)
+    assert run.status == S.FAILED
+    event = wait_for(sentry_server.events, 20, "its event")
+    assert len(event) == 1, [e.get("message") or e.get("logentry") for e in event]
+    assert_about_run(event[0], run)
+    # The line it logged is a breadcrumb of that event.
+    crumbs = [b.get("message") for b in event[0]["breadcrumbs"]["values"]]
+    assert "giving up: %s" in crumbs or "giving up: copy is damaged" in crumbs
+
+
+def pool_children(worker: Process) -> list[int]:
+    """The pids of a worker's pool processes (children of its main process)."""
+    pid = worker.popen.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
+@pytest.mark.drill
+def test_a_worker_child_killed_mid_run_sends_one_event_about_the_lost_run(
+    processes: list[Process], sentry_server: SentryServer
+) -> None:
+    env = sentry_env(sentry_server, NIGHTSHIFT_RUN_LEASE_SECONDS="2")
+    worker = start_worker("e2e-child-killed", env, concurrency=1, app="tests.e2e_app")
+    processes.append(worker)
+    wait_until_ready(worker)
+    task_id = app.send_task("tests.sleep", kwargs={"seconds": 4}).id
+    lost = started_run(task_id, timeout=60)
+    (child,) = pool_children(worker)
+    os.kill(child, signal.SIGKILL)
+
+    # Celery delivers the message again (acks_late): the job runs to its end.
+    def redone() -> JobRun | None:
+        return JobRun.objects.filter(task_id=task_id, status=S.SUCCEEDED).first()
+
+    wait_for(redone, 90, "the redelivered run to succeed")
+
+    # The check beat runs every minute, sent here until the first run is found lost.
+    def check_and_find() -> JobRun | None:
+        app.send_task("scheduler.mark_lost_runs")
+        return JobRun.objects.filter(pk=lost.pk, status=S.LOST).first()
+
+    lost = wait_for(check_and_find, 60, "the killed run marked lost", interval=1)
+    events = wait_for(sentry_server.events, 20, "the lost run's event")
+    # Whatever else was going to arrive (the pool's own error lines) has arrived by now: the
+    # lost-run check ran after them.
+    wait_for(
+        lambda: JobRun.objects.filter(pk=lost.pk).exclude(sentry_event_id="").first(),
+        20,
+        "the event id on the run",
+    )
+    events = sentry_server.events()
+    final_failures = JobRun.objects.filter(status__in=[S.LOST, S.FAILED, S.TIMED_OUT]).count()
+    record(
+        "worker child SIGKILLed mid-run: Sentry events",
+        owed=1,
+        rows=JobRun.objects.filter(task_id=task_id).count(),
+        events_per_failure=len(events) / max(final_failures, 1),
+        note=f"{len(events)} event(s) for {final_failures} final failure(s) (the lost run)",
+    )
+    assert final_failures == 1
+    assert len(events) == 1, [e.get("logentry") or e.get("exception") for e in events]
+    assert_about_run(events[0], lost)
+    assert events[0]["tags"]["run_status"] == "lost"
+    lost.refresh_from_db()
+    assert lost.sentry_event_id == events[0]["event_id"]
+
+
+def test_an_outage_is_one_issue_per_error_class_and_one_event_per_process(
+    processes: list[Process], sentry_server: SentryServer
+) -> None:
+    """A worker whose Redis is down and a beat whose database is down retry and log an error
+    each time; Sentry gets one event per process, grouped by the error's class."""
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    dead_database = f"postgres://postgres@127.0.0.1:{free_port()}/nightshift"
+    worker = start_worker(
+        "e2e-no-redis", sentry_env(sentry_server, REDIS_URL=dead_redis), app="tests.e2e_app"
+    )
+    beat = start_beat("e2e-no-database", sentry_env(sentry_server, DATABASE_URL=dead_database))
+    processes.extend([worker, beat])
+
+    wait_for(lambda: worker.log().count("Cannot connect to") >= 3, 90, "3 broker retries")
+    wait_for(lambda: beat.log().count("cannot load the schedule") >= 3, 90, "3 database retries")
+    by_issue: dict[tuple[str, ...], int] = {}
+    for event in wait_for(sentry_server.events, 20, "an event"):
+        key = tuple(event.get("fingerprint") or ["(default)", str(event.get("logentry"))])
+        by_issue[key] = by_issue.get(key, 0) + 1
+    assert by_issue == {
+        ("infrastructure", "redis.exceptions.ConnectionError"): 1,
+        ("infrastructure", "django.db.utils.OperationalError"): 1,
+    }
