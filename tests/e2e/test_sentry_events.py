@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from config.celery import app
 from devtools.redis_server import free_port
@@ -226,3 +227,46 @@ def test_an_outage_is_one_issue_per_error_class_and_one_event_per_process(
         ("infrastructure", "redis.exceptions.ConnectionError"): 1,
         ("infrastructure", "django.db.utils.OperationalError"): 1,
     }
+
+
+def test_each_occurrence_closes_its_checkin_with_its_rows_outcome(
+    processes: list[Process], sentry_server: SentryServer
+) -> None:
+    """A 5-second job every 2 seconds: some occurrences run, some are skipped for overlap (the
+    previous run holds the lock), some expire in the queue. Skipped by policy is `ok` (a run
+    that overruns is flagged by its own check-in's max runtime); expired is `error`."""
+    every_2s = IntervalSchedule.objects.create(every=2, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(
+        name="e2e-overlap", task="tests.sleep", kwargs='{"seconds": 5}', interval=every_2s
+    )
+    env = sentry_env(sentry_server)
+    processes.append(start_worker("e2e-overlap-worker", env, app="tests.e2e_app"))
+    beat = start_beat("e2e-overlap-beat", env)
+    processes.append(beat)
+    runs = JobRun.objects.filter(schedule="e2e-overlap").exclude(status=S.MISSED)
+    wait_for(
+        lambda: (
+            runs.filter(status=S.SKIPPED_OVERLAP).exists()
+            and runs.filter(status=S.SUCCEEDED).exists()
+        ),
+        90,
+        "an occurrence skipped for overlap and one that ran",
+    )
+    beat.stop()
+
+    def settled() -> dict[str, str] | None:
+        checkins = [
+            c for c in sentry_server.of_type("check_in") if c["monitor_slug"] == "e2e-overlap"
+        ]
+        opened = {c["check_in_id"] for c in checkins}
+        closed = {c["check_in_id"]: c["status"] for c in checkins if c["status"] != "in_progress"}
+        finished = runs.exclude(status=S.RUNNING).count()
+        return closed if len(closed) == len(opened) == finished else None
+
+    outcomes = Counter(wait_for(settled, 60, "every occurrence's outcome").values())
+    rows = Counter(runs.values_list("status", flat=True))
+    assert rows[S.SKIPPED_OVERLAP] >= 1
+    assert outcomes == Counter(
+        ok=rows[S.SUCCEEDED] + rows[S.SKIPPED_OVERLAP], error=rows[S.EXPIRED]
+    )
+    assert sentry_server.events() == []
