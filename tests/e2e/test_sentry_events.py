@@ -5,6 +5,7 @@ Real beat and worker processes send to a local Sentry endpoint (tests.sentry_ser
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from collections import Counter
 from datetime import timedelta
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -270,3 +272,36 @@ def test_each_occurrence_closes_its_checkin_with_its_rows_outcome(
         ok=rows[S.SUCCEEDED] + rows[S.SKIPPED_OVERLAP], error=rows[S.EXPIRED]
     )
     assert sentry_server.events() == []
+
+
+def test_a_backup_failing_verification_sends_one_event(
+    processes: list[Process], sentry_server: SentryServer, tmp_path: Path
+) -> None:
+    """The backup job logs the failed verification and raises it: one event, not two."""
+    extra = {"BACKUP_DIR": str(tmp_path / "backups")}
+    if connection.vendor == "postgresql":
+        # A pg_dump that "succeeds" but writes no archive: pg_restore --list rejects it.
+        bin_dir = tmp_path / "fakebin"
+        bin_dir.mkdir()
+        (bin_dir / "pg_dump").write_text("#!/bin/sh\nprintf 'not a dump at all'\nexit 0\n")
+        (bin_dir / "pg_dump").chmod(0o755)
+        (bin_dir / "pg_restore").symlink_to(shutil.which("pg_restore") or "pg_restore")
+        extra["PG_BIN_DIR"] = str(bin_dir)
+    else:
+        # A row breaking its table's CHECK constraint: the copy's integrity_check reports it.
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE sentry_test_bad (x integer CHECK (x > 0))")
+            cursor.execute("PRAGMA ignore_check_constraints = ON")
+            cursor.execute("INSERT INTO sentry_test_bad VALUES (-1)")
+            cursor.execute("PRAGMA ignore_check_constraints = OFF")
+    try:
+        processes.append(start_worker("e2e-backup-worker", sentry_env(sentry_server, **extra)))
+        run = final_run(app.send_task("jobs.backup_database").id, timeout=180)
+    finally:
+        if connection.vendor != "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("DROP TABLE sentry_test_bad")
+    assert (run.status, run.error_type) == (S.FAILED, "jobs.backups.BackupVerificationError")
+    events = wait_for(sentry_server.events, 20, "its event")
+    assert len(events) == 1, [e.get("logentry") or e.get("exception") for e in events]
+    assert_about_run(events[0], run)
