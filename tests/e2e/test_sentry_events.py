@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from config.celery import app
 from devtools.redis_server import free_port
 from scheduler.models import JobRun
 from scheduler.sync import get_crontab
-from tests.drills import record
+from tests.drills import PrivatePostgres, record
 from tests.processes import (
     Process,
     final_run,
@@ -33,6 +34,7 @@ from tests.processes import (
 )
 from tests.sentry_server import SentryServer
 
+from .test_beat_faults import manage
 from .test_sentry import sentry_env
 
 pytestmark = pytest.mark.e2e
@@ -305,3 +307,62 @@ def test_a_backup_failing_verification_sends_one_event(
     events = wait_for(sentry_server.events, 20, "its event")
     assert len(events) == 1, [e.get("logentry") or e.get("exception") for e in events]
     assert_about_run(events[0], run)
+
+
+# Jobs that keep the worker busy through the outage: short ones, and one long enough to have
+# its `running` row written.
+OUTAGE_SCHEDULES = """
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+every_2s = IntervalSchedule.objects.create(every=2, period=IntervalSchedule.SECONDS)
+every_5s = IntervalSchedule.objects.create(every=5, period=IntervalSchedule.SECONDS)
+PeriodicTask.objects.create(name="outage-noop", task="tests.noop", interval=every_2s)
+PeriodicTask.objects.create(
+    name="outage-sleep", task="tests.sleep", kwargs='{"seconds": 3}', interval=every_5s
+)
+"""
+
+
+@pytest.mark.drill
+def test_a_database_outage_is_one_issue_and_few_events(
+    private_postgres: PrivatePostgres, processes: list[Process], sentry_server: SentryServer
+) -> None:
+    """PostgreSQL (the test's own) stopped for 20 s under a worker and beat running jobs:
+    whatever fails reaches Sentry grouped as infrastructure, at most one event per process and
+    error class (the issue counted 25 events, in several issues, for a 62 s outage)."""
+    env = sentry_env(sentry_server, DATABASE_URL=private_postgres.url("nightshift"))
+    private_postgres.start()
+    private_postgres.create_database("nightshift")
+    manage(env, "migrate", "--no-input", "-v0")
+    manage(env, "shell", "-c", OUTAGE_SCHEDULES)
+    worker = start_worker("e2e-outage-worker", env, concurrency=2, app="tests.e2e_app")
+    beat = start_beat("e2e-outage-beat", env)
+    processes.extend([worker, beat])
+
+    def succeeded() -> int:
+        with private_postgres.connect("nightshift") as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM scheduler_jobrun WHERE status = %s", [S.SUCCEEDED]
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    wait_for(lambda: succeeded() >= 3, 90, "runs before the outage")
+    private_postgres.stop()
+    time.sleep(20)
+    private_postgres.start()
+    before = succeeded()
+    wait_for(lambda: succeeded() >= before + 3, 90, "runs after the outage")
+    beat.stop()
+    worker.stop()  # its processes flush what they have to send as they exit
+
+    events = sentry_server.events()
+    by_issue = Counter(tuple(e.get("fingerprint") or ["(default)"]) for e in events)
+    run_reports = [e for e in events if "run_id" in e.get("tags", {})]
+    record(
+        "PostgreSQL stopped 20 s under worker and beat: Sentry events",
+        note=f"{len(events)} event(s) in {len(by_issue)} issue(s): {dict(by_issue)}; "
+        f"{len(run_reports)} run report(s)",
+    )
+    assert all(key[0] == "infrastructure" for key in by_issue), by_issue
+    # Beat, the worker's main process and its two pool processes: one each at most, per
+    # error class, beyond the runs that failed for good (each its own event).
+    assert all(n <= 4 + len(run_reports) for n in by_issue.values()), by_issue
