@@ -358,7 +358,7 @@ def test_a_database_outage_is_one_issue_and_few_events(
     by_issue = Counter(tuple(e.get("fingerprint") or ["(default)"]) for e in events)
     run_reports = [e for e in events if "run_id" in e.get("tags", {})]
     record(
-        "PostgreSQL stopped 20 s under worker and beat: Sentry events",
+        "PostgreSQL stopped 20 s under jobs: Sentry events",
         note=f"{len(events)} event(s) in {len(by_issue)} issue(s): {dict(by_issue)}; "
         f"{len(run_reports)} run report(s)",
     )
