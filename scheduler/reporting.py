@@ -1,4 +1,19 @@
-"""What on-call sees in Sentry: one event per final failure, timeout or lost run."""
+"""What on-call sees in Sentry: one event per final failure, timeout or lost run, and one
+Crons check-in outcome per occurrence.
+
+Events: `report_run` sends the one event of a run that ended badly, with the run's job,
+schedule, task id, run id and admin link, whichever process reports it (the worker, or the
+lost-run check). While a run is going (`run_started`), its isolation scope carries the run's
+job and schedule; what else the run logs or raises is filtered by config.sentry.before_send.
+
+Check-ins: beat opens one per dispatch (scheduler.engine), in_progress, and puts its id in the
+message headers; `close_checkin` sends the occurrence's final outcome when its final row is
+written: `ok` (succeeded, or skipped by policy: another message has the occurrence, or the
+previous run still holds the overlap lock), `error` (failed, timed out, expired). A retried
+attempt re-sends `in_progress` with the same id: the retry closes it. A lost run is closed by
+its redelivery, or Sentry times it out at its max runtime; a missed slot was never sent, so
+Sentry reports it missed on its own.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +26,20 @@ from django.conf import settings
 from django.urls import reverse
 from sentry_sdk.crons import MonitorStatus, capture_checkin
 
+from config.sentry import mark_reported
 from scheduler.models import JobRun
+
+S = JobRun.Status
+# The Crons outcome of an occurrence, by the status of its final row (see the module's doc).
+CHECKIN_STATUS: dict[str, str] = {
+    S.SUCCEEDED: MonitorStatus.OK,
+    S.SKIPPED_DUPLICATE: MonitorStatus.OK,
+    S.SKIPPED_OVERLAP: MonitorStatus.OK,
+    S.FAILED: MonitorStatus.ERROR,
+    S.TIMED_OUT: MonitorStatus.ERROR,
+    S.EXPIRED: MonitorStatus.ERROR,
+    S.RETRYING: MonitorStatus.IN_PROGRESS,
+}
 
 
 def run_admin_url(run_id: int) -> str:
@@ -56,6 +84,7 @@ def report_run(
             {
                 "run_id": run.pk,
                 "admin_url": run_admin_url(run.pk),
+                "task_id": run.task_id,
                 "job": run.job,
                 "schedule": run.schedule,
                 "trigger": run.trigger,
@@ -66,13 +95,46 @@ def report_run(
                 "worker": run.worker,
             },
         )
-        # Group by job and exception type, never by message text (it carries ids and times).
+        # Group by job and exception type, never by message text (it carries ids and times);
+        # config.sentry groups infrastructure errors (a database outage) across jobs instead.
         scope.fingerprint = ["nightshift", run.job, error_type]
+        # Last, over what the Celery integration adds: the lost-run check reports other
+        # tasks' runs, and the event must name the run's task, not the check's.
+        scope.add_event_processor(_as_run_of(run))
         if exc is not None:
             event_id = sentry_sdk.capture_exception(exc)
+            mark_reported(exc)  # the Celery integration's capture of it is a duplicate
         else:
             event_id = sentry_sdk.capture_message(message, level="error")
     return event_id or ""
+
+
+def _as_run_of(run: JobRun) -> Any:
+    def processor(event: dict[str, Any], hint: Any) -> dict[str, Any]:
+        event.setdefault("tags", {})["celery_task_id"] = run.task_id
+        event["transaction"] = run.job
+        extra = event.setdefault("extra", {})
+        if isinstance(extra.get("celery-job"), dict):
+            extra["celery-job"] = {**extra["celery-job"], "task_name": run.job}
+        return event
+
+    return processor
+
+
+def run_started(run: JobRun) -> None:
+    """Mark the running task's scope as this run's: any event it sends names the job, the
+    schedule and the attempt (the Celery integration gives each task its isolation scope)."""
+    if not sentry_sdk.get_client().is_active():
+        return
+    scope = sentry_sdk.get_isolation_scope()
+    scope.set_tag("job", run.job)
+    scope.set_tag("schedule", run.schedule or "-")
+    scope.set_tag("trigger", run.trigger)
+    scope.set_tag("attempt", str(run.attempt))
+    scope.set_context(
+        "nightshift_run",
+        {"job": run.job, "schedule": run.schedule, "task_id": run.task_id, "attempt": run.attempt},
+    )
 
 
 def add_retry_breadcrumb(job: str, attempt: int, exc: BaseException, countdown: float) -> None:
@@ -83,16 +145,18 @@ def add_retry_breadcrumb(job: str, attempt: int, exc: BaseException, countdown: 
     )
 
 
-def close_checkin_as_error(headers: dict[str, Any]) -> None:
-    """Close the beat's Sentry Crons check-in of a run that will not execute (expired)."""
+def close_checkin(headers: dict[str, Any], run_status: str) -> None:
+    """Send the outcome of beat's Crons check-in for this dispatch (its id is in the message
+    headers) once the run's row says it: `in_progress` again for a retried attempt."""
     slug = headers.get("sentry-monitor-slug")
     check_in_id = headers.get("sentry-monitor-check-in-id")
-    if slug and check_in_id and sentry_sdk.get_client().is_active():
+    status = CHECKIN_STATUS.get(run_status)
+    if slug and check_in_id and status and sentry_sdk.get_client().is_active():
         capture_checkin(
             monitor_slug=slug,
             check_in_id=check_in_id,
             monitor_config=headers.get("sentry-monitor-config") or None,
-            status=MonitorStatus.ERROR,
+            status=status,
         )
 
 

@@ -6,6 +6,7 @@ arguments and by counters in the suite's private Redis.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.db import connection
@@ -14,6 +15,8 @@ from config.celery import app
 from scheduler.redis_client import client as redis_client
 
 __all__ = ["app"]
+
+logger = logging.getLogger(__name__)
 
 
 @app.task(name="tests.sleep")
@@ -40,6 +43,13 @@ def flaky_job(key: str, failures: int) -> dict[str, int]:
     if attempt <= failures:
         raise ConnectionError(f"upstream unavailable (attempt {attempt})")
     return {"attempts": attempt}
+
+
+@app.task(name="tests.log_and_fail")
+def log_and_fail_job(message: str) -> None:
+    """Logs its error, then raises it (as the backup job does when a copy fails verification)."""
+    logger.error("giving up: %s", message)
+    raise RuntimeError(message)
 
 
 @app.task(name="tests.always_transient", max_retries=2, retry_backoff=1, retry_jitter=False)

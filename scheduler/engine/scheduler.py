@@ -118,10 +118,11 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
             except DatabaseError as exc:
                 attempt += 1
                 wait = get_exponential_backoff_interval(1, attempt, 30, full_jitter=False)
+                # With the exception: Sentry groups an outage's errors by their class.
                 logger.error(
                     "beat cannot load the schedule: the database does not answer (%s); "
                     "retrying in %d s",
-                    " ".join(str(exc).split()), wait,
+                    " ".join(str(exc).split()), wait, exc_info=exc,
                 )  # fmt: skip
                 close_old_connections()
                 self._entries.clear()

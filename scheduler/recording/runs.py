@@ -72,6 +72,7 @@ def _skip(dispatch: Dispatch, status: str, message: str) -> Skipped:
         _database_refused(run, exc)
         rows.keep_now(rows.field_for(run), run)
     logger.info("%s %s [%s]: %s", dispatch.job, status, dispatch.task_id, message)
+    reporting.close_checkin(dispatch.headers, status)
     return Skipped(run)
 
 
@@ -92,7 +93,7 @@ def admit(
 ) -> ActiveRun | Skipped:
     """Decide whether a dispatch runs, and start its run if it does.
 
-    A first attempt past its deadline is `expired` (its Sentry check-in closed as an error);
+    A first attempt past its deadline is `expired`;
     an occurrence (schedule, slot) already claimed by another message is `skipped_duplicate`;
     with overlap "skip", a run of the same job and schedule still holding the lock makes this
     one `skipped_overlap`. Redis errors propagate: nothing was started. A skip's row the
@@ -126,13 +127,11 @@ def _admit(
 ) -> ActiveRun | Skipped:
     deadline = dispatch.deadline(start_deadline)
     if deadline is not None and timezone.now() > deadline:
-        skipped = _skip(
+        return _skip(
             dispatch,
             JobRun.Status.EXPIRED,
             f"not started before its deadline {deadline.isoformat()}",
         )
-        reporting.close_checkin_as_error(dispatch.headers)
-        return skipped
     occurrence = None
     if dispatch.schedule and dispatch.slot and dispatch.attempt == 1:
         ttl = int((deadline - timezone.now()).total_seconds()) + 86400 if deadline else 86400
@@ -163,6 +162,8 @@ class ActiveRun:
 
     def __init__(self, dispatch: Dispatch, lock: Lock | None, alive: Lock | None = None) -> None:
         self.run = dispatch.new_run(JobRun.Status.RUNNING)
+        self._headers = dispatch.headers  # the Crons check-in to close
+        reporting.run_started(self.run)
         self._leases: list[Lock] = [lease for lease in (lock, alive) if lease is not None]
         self._mutex = threading.Lock()  # against the keeper thread
         self.eager = dispatch.eager
@@ -251,7 +252,7 @@ class ActiveRun:
         report: bool = False,
     ) -> JobRun:
         """Close the run: its row, then its leases given back; failures that on-call must see
-        go to Sentry first (`report`).
+        go to Sentry first (`report`); then the outcome of its Crons check-in.
 
         The common run, short and successful, waits for no database: its row is kept in Redis
         in the round trip that gives back its leases, and the keeper thread inserts it (with
@@ -259,9 +260,11 @@ class ActiveRun:
         with self._mutex:
             self._ended = True
             try:
-                return self._write_final(status, result, exc, report)
+                run = self._write_final(status, result, exc, report)
             finally:
                 self._release()
+        reporting.close_checkin(self._headers, status)
+        return run
 
     def _write_final(
         self, status: str, result: Any, exc: BaseException | None, report: bool
