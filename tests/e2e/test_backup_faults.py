@@ -38,6 +38,7 @@ from tests.processes import (
     wait_for,
     wait_until_ready,
 )
+from tests.sentry_server import SentryServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.drill]
 
@@ -110,6 +111,16 @@ class Site:
     def recover(self) -> None:
         """The lost-run check beat runs every minute."""
         manage(self.env(), "shell", "-c", RECOVER)
+
+
+def events_of_failure(server: SentryServer, run: Run) -> list[dict[str, Any]]:
+    """The Sentry events a final failure sent: at least one, then a moment for any second."""
+    wait_for(server.events, 30, "the failure's Sentry event")
+    time.sleep(3)  # a duplicate would follow within the worker's flush
+    events = server.events()
+    about = [e for e in events if e.get("tags", {}).get("run_id") == str(run.id)]
+    assert about, f"no event names run {run.id}: {[e.get('tags') for e in events]}"
+    return events
 
 
 def manage(env: dict[str, str], *args: str) -> None:
@@ -299,9 +310,10 @@ def small_disk(site: Site) -> Iterator[Path]:
 
 
 def test_a_full_disk_fails_the_backup_clearly_and_leaves_older_backups_untouched(
-    site: Site, small_disk: Path, processes: list[Process]
+    site: Site, small_disk: Path, processes: list[Process], sentry_server: SentryServer
 ) -> None:
-    worker = start_worker("backup-disk-full", site.env(), concurrency=1)
+    env = site.env(SENTRY_DSN=sentry_server.dsn)
+    worker = start_worker("backup-disk-full", env, concurrency=1)
     processes.append(worker)
     older = site.final_run(app.send_task("jobs.backup_database").id)
     assert older.status == S.SUCCEEDED, older.error_message
@@ -316,6 +328,7 @@ def test_a_full_disk_fails_the_backup_clearly_and_leaves_older_backups_untouched
     run = site.final_run(task_id)
     runs = site.runs(task_id)
     partials = site.partials()
+    events = events_of_failure(sentry_server, run)
     record(
         "disk full during a backup",
         owed=1,
@@ -323,27 +336,31 @@ def test_a_full_disk_fails_the_backup_clearly_and_leaves_older_backups_untouched
         lost=0 if runs else 1,
         twice=max(0, completed(runs) - 1),
         partial=len(partials),
+        events_per_failure=float(len(events)),
         note=run.error_message[:110],
     )
     assert run.status == S.FAILED, run
     assert "No space left on device" in run.error_message, run.error_message
+    assert len(events) == 1, [e.get("exception") or e.get("logentry") for e in events]
     assert partials == []
     assert site.files() == before  # the older backup, byte for byte, and nothing else
     assert len(site.backup_rows()) == 1
 
 
 def test_a_missing_pg_dump_fails_the_backup_naming_it_and_leaves_nothing(
-    site: Site, tmp_path: Path, processes: list[Process]
+    site: Site, tmp_path: Path, processes: list[Process], sentry_server: SentryServer
 ) -> None:
     empty = tmp_path / "no-postgresql-here"
     empty.mkdir()
-    worker = start_worker("backup-no-pg-dump", site.env(PG_BIN_DIR=str(empty)), concurrency=1)
+    env = site.env(PG_BIN_DIR=str(empty), SENTRY_DSN=sentry_server.dsn)
+    worker = start_worker("backup-no-pg-dump", env, concurrency=1)
     processes.append(worker)
 
     task_id = app.send_task("jobs.backup_database").id
     run = site.final_run(task_id)
     runs = site.runs(task_id)
     partials = site.partials() if site.backups.exists() else []
+    events = events_of_failure(sentry_server, run)
     record(
         "pg_dump missing",
         owed=1,
@@ -351,10 +368,12 @@ def test_a_missing_pg_dump_fails_the_backup_naming_it_and_leaves_nothing(
         lost=0 if runs else 1,
         twice=max(0, completed(runs) - 1),
         partial=len(partials),
+        events_per_failure=float(len(events)),
         note=run.error_message[:110],
     )
     assert run.status == S.FAILED, run
     assert f"pg_dump not found in PG_BIN_DIR ({empty})" in run.error_message, run.error_message
+    assert len(events) == 1, [e.get("exception") or e.get("logentry") for e in events]
     assert partials == []
     assert not site.backups.exists() or site.files() == {}
     assert site.backup_rows() == []
