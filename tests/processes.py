@@ -84,6 +84,20 @@ class Process:
         self._log.close()
 
 
+def manage(env: Mapping[str, str], *args: str) -> None:
+    """Run `manage.py` in a child process with `env` (a private database's, say)."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"manage.py {args[0]} failed: {done.stdout}{done.stderr}"
+
+
 def start_worker(
     name: str,
     env: Mapping[str, str],

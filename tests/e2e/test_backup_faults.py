@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,10 +29,10 @@ from config.celery import app
 from scheduler.models import JobRun
 from tests.drills import PrivatePostgres, record
 from tests.processes import (
-    ROOT,
     UNFINISHED,
     Process,
     child_env,
+    manage,
     start_worker,
     wait_for,
     wait_until_ready,
@@ -121,19 +120,6 @@ def events_of_failure(server: SentryServer, run: Run) -> list[dict[str, Any]]:
     about = [e for e in events if e.get("tags", {}).get("run_id") == str(run.id)]
     assert about, f"no event names run {run.id}: {[e.get('tags') for e in events]}"
     return events
-
-
-def manage(env: dict[str, str], *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"manage.py {args[0]} failed: {done.stdout}{done.stderr}"
 
 
 @pytest.fixture
@@ -298,6 +284,7 @@ def test_a_whole_worker_killed_mid_backup_is_sent_again_at_once_and_its_late_cop
 @pytest.fixture
 def small_disk(site: Site) -> Iterator[Path]:
     """The backup directory on a 2 MB file system of its own."""
+    assert os.geteuid() == 0, "the disk-full drill mounts a tmpfs: run the suite as root (CI does)"
     site.backups.mkdir(mode=0o700)
     subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(site.backups)],

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime, timedelta
 
@@ -27,11 +26,11 @@ from scheduler.models import JobRun, SchedulePolicy
 from scheduler.redis_client import client as redis_client
 from tests.drills import PrivatePostgres, PrivateRedis, record_ledgers
 from tests.processes import (
-    ROOT,
     Ledger,
     Process,
     child_env,
     ledger,
+    manage,
     settled,
     start_beat,
     start_worker,
@@ -299,19 +298,6 @@ def test_redis_stopped_for_30_s_during_a_burst_leaves_one_row_per_slot(
     for slot in in_outage:
         run = book.outcome(slot)
         assert run is not None and run.started_at >= restart_at, summary
-
-
-def manage(env: dict[str, str], *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"manage.py {args[0]} failed: {done.stdout}{done.stderr}"
 
 
 # What an operator does once the database is there: a schedule, as the admin would save it.

@@ -8,8 +8,6 @@ suite's or the shared one. Redis (the broker) stays up.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -21,26 +19,13 @@ from scheduler.models import JobRun
 from scheduler.recording import leases
 from scheduler.redis_client import client as redis_client
 from tests.drills import PrivatePostgres, record
-from tests.processes import ROOT, Process, child_env, start_worker, wait_for, wait_until_ready
+from tests.processes import Process, child_env, manage, start_worker, wait_for, wait_until_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.drill]
 
 S = JobRun.Status
 OUTAGE = 30  # seconds
 LEASE = "6"  # NIGHTSHIFT_RUN_LEASE_SECONDS: kept rows are written this long after their run
-
-
-def manage(env: dict[str, str], *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"manage.py {args[0]} failed: {done.stdout}{done.stderr}"
 
 
 @dataclass

@@ -26,6 +26,7 @@ from tests.drills import PrivatePostgres, record
 from tests.processes import (
     Process,
     final_run,
+    manage,
     start_beat,
     start_worker,
     started_run,
@@ -34,7 +35,6 @@ from tests.processes import (
 )
 from tests.sentry_server import SentryServer
 
-from .test_beat_faults import manage
 from .test_sentry import sentry_env
 
 pytestmark = pytest.mark.e2e
