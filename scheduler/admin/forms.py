@@ -342,6 +342,8 @@ class ScheduleForm(TimingForm, PolicyForm, forms.ModelForm[Schedule]):
         queue: str | None = (self.cleaned_data.get("queue") or "").strip() or None
         if queue is None:
             return None
+        if self.instance.pk and queue == self.instance.queue:
+            return queue  # kept as it was: an edit of something else is not held up by it
         try:
             live = presence.live_queues()
         except redis.RedisError as exc:  # beat cannot send anything either; do not block edits

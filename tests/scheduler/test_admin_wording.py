@@ -12,9 +12,10 @@ from django.test import Client
 from scheduler import presence
 from scheduler.models import Schedule
 from scheduler.policy import KNOB
+from scheduler.redis_client import client as redis_client
 from scheduler.selectors import registered_jobs
 from tests.factories import make_schedule
-from tests.scheduler.schedule_pages import ADD, form_data
+from tests.scheduler.schedule_pages import ADD, change_url, form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -98,6 +99,16 @@ def test_a_queue_no_live_worker_consumes_is_refused(editor_client: Client, broke
     assert editor_client.post(ADD, form_data(queue="reports")).status_code == 302
     assert Schedule.objects.get(name="nightly-report").queue == "reports"
     assert editor_client.post(ADD, form_data(name="default-queue")).status_code == 302
+
+    # The workers gone (a deploy restarting them): an edit of something else that keeps the
+    # queue as it was is saved; changing to a queue nobody consumes is still refused.
+    redis_client().flushdb()
+    saved = Schedule.objects.get(name="nightly-report")
+    edit = form_data(queue="reports", description="the nightly report")
+    assert editor_client.post(change_url(saved), edit).status_code == 302
+    assert Schedule.objects.get(pk=saved.pk).description == "the nightly report"
+    response = editor_client.post(change_url(saved), form_data(queue="archive"))
+    assert "No live worker consumes the queue &#x27;archive&#x27;" in response.content.decode()
 
 
 def test_run_now_keeps_the_name_as_typed(editor_client: Client, broker: Any) -> None:
