@@ -108,7 +108,10 @@ class TimingForm(forms.Form):
                 )
         if kind == "interval" and data.get("interval"):
             row = data["interval"]
-            problem = interval_problem(row.every, row.period)
+            instance = getattr(self, "instance", None)
+            # A schedule keeping the interval it has is not held up by a rule for new ones.
+            kept = instance is not None and instance.pk and instance.interval_id == row.pk
+            problem = "" if kept else interval_problem(row.every, row.period)
             if problem:
                 self.add_error("interval", problem)
         if kind == "solar" and data.get("solar"):

@@ -266,3 +266,23 @@ def test_preview_explains_invalid_input(editor_client: Client) -> None:
         "ok": False,
         "errors": {"minute": ["minute: 61 is out of range 0-59"]},
     }
+
+
+def test_a_schedule_keeping_a_short_interval_saves_but_a_new_short_interval_is_refused(
+    editor_client: Client,
+) -> None:
+    # Made by a script before the form's rule: every 2 s.
+    every_2s = IntervalSchedule.objects.create(every=2, period=IntervalSchedule.SECONDS)
+    other_2s = IntervalSchedule.objects.create(every=2, period=IntervalSchedule.SECONDS)
+    schedule = make_schedule("fast", crontab=None, interval=every_2s)
+    fields = {"name": "fast", "task": "jobs.heartbeat", "kind": "interval", "kwargs": "{}"}
+
+    kept = form_data(**fields, interval=str(every_2s.pk), description="still every 2 s")
+    assert editor_client.post(change_url(schedule), kept).status_code == 302
+    assert Schedule.objects.get(pk=schedule.pk).description == "still every 2 s"
+
+    other = form_data(**fields, interval=str(other_2s.pk), description="another 2 s")
+    response = editor_client.post(change_url(schedule), other)
+    assert response.status_code == 200
+    assert "is too often: at least 10 seconds" in response.content.decode()
+    assert Schedule.objects.get(pk=schedule.pk).interval_id == every_2s.pk
