@@ -69,6 +69,21 @@ class _Unsent:
     retry_at: float = 0.0
 
 
+def _unsent_row(unsent: _Unsent, task_id: str, now: datetime, status: str, **fields: Any) -> JobRun:
+    """The row beat itself writes for a slot it did not send (missed, or a broken schedule's)."""
+    return JobRun(
+        task_id=task_id,
+        job=unsent.entry.task,
+        schedule=unsent.entry.name,
+        trigger=JobRun.Trigger.SCHEDULE,
+        slot=unsent.slot,
+        started_at=now,
+        finished_at=now,
+        status=status,
+        **fields,
+    )
+
+
 class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is untyped
     """What `celery -A config beat -S django` runs (see scheduler.engine)."""
 
@@ -471,19 +486,8 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         for unsent, task_id in recorded:
             if task_id in taken:
                 continue  # sent after all (by an earlier leader): the worker records it
-            entry = unsent.entry
             self._rows.append(
-                JobRun(
-                    task_id=task_id,
-                    job=entry.task,
-                    schedule=entry.name,
-                    trigger=JobRun.Trigger.SCHEDULE,
-                    slot=unsent.slot,
-                    started_at=now,
-                    finished_at=now,
-                    status=JobRun.Status.MISSED,
-                    error_message=unsent.error,
-                )
+                _unsent_row(unsent, task_id, now, JobRun.Status.MISSED, error_message=unsent.error)
             )
         for entry_id, count in per_schedule.items():
             if count > MAX_MISSED_PER_SCHEDULE:
@@ -500,15 +504,11 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         checkins = sentry_sdk.get_client().is_active()
         for unsent in broken:
             entry = unsent.entry
-            run = JobRun(
-                task_id=f"broken-{uuid.uuid4()}",
-                job=entry.task,
-                schedule=entry.name,
-                trigger=JobRun.Trigger.SCHEDULE,
-                slot=unsent.slot,
-                started_at=now,
-                finished_at=now,
-                status=JobRun.Status.FAILED,
+            run = _unsent_row(
+                unsent,
+                f"broken-{uuid.uuid4()}",
+                now,
+                JobRun.Status.FAILED,
                 error_type=BROKEN,
                 error_message=entry.broken,
             )
