@@ -178,6 +178,15 @@ def completed(runs: list[Run]) -> int:
     return sum(r.status == S.SUCCEEDED for r in runs)
 
 
+def record_backup(
+    drill: str, runs: list[Run], partials: list[str], lost: int, **counts: Any
+) -> None:
+    """A backup drill's count: one backup owed, the rows of its task, backups completed more
+    than once, partial files left."""
+    twice = max(0, completed(runs) - 1)
+    record(drill, owed=1, rows=len(runs), lost=lost, twice=twice, partial=len(partials), **counts)
+
+
 def test_a_pool_process_killed_mid_backup_takes_its_pg_dump_along_and_the_backup_runs_once(
     site: Site, processes: list[Process]
 ) -> None:
@@ -202,13 +211,11 @@ def test_a_pool_process_killed_mid_backup_takes_its_pg_dump_along_and_the_backup
     site.recover()
     runs = site.runs(task_id)
     partials = site.partials()
-    record(
+    record_backup(
         "worker pool process SIGKILLed mid-backup",
-        owed=1,
-        rows=len(runs),
+        runs,
+        partials,
         lost=int(not completed(runs)),
-        twice=max(0, completed(runs) - 1),
-        partial=len(partials),
         note=", ".join(f"attempt {r.attempt} {r.status}" for r in runs),
     )
     assert completed(runs) == 1, runs
@@ -259,13 +266,11 @@ def test_a_whole_worker_killed_mid_backup_is_sent_again_at_once_and_its_late_cop
     )
     runs = site.runs(task_id)
     partials = site.partials()
-    record(
+    record_backup(
         f"whole worker SIGKILLed mid-backup ({'scheduled' if scheduled else 'run by hand'})",
-        owed=1,
-        rows=len(runs),
+        runs,
+        partials,
         lost=int(not completed(runs)),
-        twice=max(0, completed(runs) - 1),
-        partial=len(partials),
         note=", ".join(f"attempt {r.attempt} {r.status}" for r in runs),
     )
     assert completed(runs) == 1, runs
@@ -316,13 +321,11 @@ def test_a_full_disk_fails_the_backup_clearly_and_leaves_older_backups_untouched
     runs = site.runs(task_id)
     partials = site.partials()
     events = events_of_failure(sentry_server, run)
-    record(
+    record_backup(
         "disk full during a backup",
-        owed=1,
-        rows=len(runs),
+        runs,
+        partials,
         lost=0 if runs else 1,
-        twice=max(0, completed(runs) - 1),
-        partial=len(partials),
         events_per_failure=float(len(events)),
         note=run.error_message[:110],
     )
@@ -348,13 +351,11 @@ def test_a_missing_pg_dump_fails_the_backup_naming_it_and_leaves_nothing(
     runs = site.runs(task_id)
     partials = site.partials() if site.backups.exists() else []
     events = events_of_failure(sentry_server, run)
-    record(
+    record_backup(
         "pg_dump missing",
-        owed=1,
-        rows=len(runs),
+        runs,
+        partials,
         lost=0 if runs else 1,
-        twice=max(0, completed(runs) - 1),
-        partial=len(partials),
         events_per_failure=float(len(events)),
         note=run.error_message[:110],
     )
