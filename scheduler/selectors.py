@@ -115,6 +115,12 @@ def schedule_names() -> list[str]:
     return list(PeriodicTask.objects.order_by("name").values_list("name", flat=True))
 
 
+def schedule_names_containing(text: str) -> list[str]:
+    """The names of the schedules whose name contains `text` (any case), in order."""
+    names = PeriodicTask.objects.filter(name__icontains=text).order_by("name")
+    return list(names.values_list("name", flat=True))
+
+
 def schedules_using(timings: Iterable[Model]) -> list[str]:
     """The names of the schedules that fire by any of these timing rows (crontab, interval,
     solar or clocked), in order."""

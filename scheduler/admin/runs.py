@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, datetime, time
 from typing import Any
 
@@ -14,7 +15,7 @@ from django.utils.html import format_html
 from scheduler.models import JobRun
 from scheduler.presentation import human_duration
 from scheduler.reporting import sentry_event_url
-from scheduler.selectors import job_names, schedule_names
+from scheduler.selectors import job_names, schedule_names_containing
 
 
 class WrittenByJobs:
@@ -78,16 +79,65 @@ class RunJobFilter(admin.SimpleListFilter):
 
 
 class RunScheduleFilter(admin.SimpleListFilter):
-    """Schedules by name (the runs of a deleted schedule stay searchable by name)."""
+    """Schedules by name, searched rather than listed (a site has thousands).
+
+    The sidebar holds a text box: the runs of every schedule whose name contains the text, and
+    up to SHOWN of those names as links to one schedule's runs. `?schedule=NAME` keeps its
+    meaning (the runs of exactly that schedule; those of a deleted one too).
+    """
 
     title = "schedule"
     parameter_name = "schedule"
+    text_parameter = "schedule_name"
+    template = "admin/scheduler/jobrun/schedule_filter.html"
+    SHOWN = 10
+
+    def __init__(
+        self, request: HttpRequest, params: dict[str, Any], model: Any, model_admin: Any
+    ) -> None:
+        text = params.pop(self.text_parameter, None)
+        self.text = (text[-1] if isinstance(text, list) else text or "").strip()
+        self.names: list[str] = []
+        self.hidden_fields: list[tuple[str, str]] = []
+        super().__init__(request, params, model, model_admin)
+        if self.text:
+            self.used_parameters[self.text_parameter] = self.text
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(name, name) for name in schedule_names()]
+        if not self.text:  # the chosen schedule, if any (found by its link or a bookmark)
+            chosen = self.value()
+            return [(chosen, chosen)] if chosen else []
+        self.names = schedule_names_containing(self.text)
+        return [(name, name) for name in self.names[: self.SHOWN]]
+
+    def has_output(self) -> bool:
+        return True  # the text box, even before anything is typed
+
+    @property
+    def more(self) -> int:
+        """Matching names not shown as links."""
+        return max(0, len(self.names) - self.SHOWN)
+
+    def expected_parameters(self) -> list[str | None]:
+        return [self.parameter_name, self.text_parameter]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        return queryset.filter(schedule=self.value()) if self.value() else queryset
+        if self.value():
+            return queryset.filter(schedule=self.value())
+        if self.text:
+            return queryset.filter(schedule__in=self.names)
+        return queryset
+
+    def choices(self, changelist: Any) -> Iterator[Any]:
+        # The list's other parameters, kept when the text box is submitted.
+        ours = {self.parameter_name, self.text_parameter, "p"}
+        self.hidden_fields = [
+            (key, value)
+            for key, values in changelist.params.items()
+            for value in (values if isinstance(values, list) else [values])
+            if key not in ours
+        ]
+        yield from super().choices(changelist)
 
 
 @admin.register(JobRun)
