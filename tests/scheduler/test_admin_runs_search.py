@@ -72,10 +72,13 @@ def test_many_matches_show_ten_names_and_a_count(admin_client: Client) -> None:
     [
         ("jobs.backup_database", "backup"),  # the job
         ("backup_DATABASE", "backup"),  # part of it, any case
-        ("nightly", "backup"),  # the schedule
+        ("NIGHTLY", "backup"),  # part of the schedule's name
+        ("refresh-old", "refresh"),  # the whole name of a schedule since removed
         ("task-0042", "heartbeat"),  # the task id, exactly
-        ("No space left", "backup"),  # the error message
+        ("no SPACE", "backup"),  # words of the error message
+        ('"No space left"', "backup"),  # a phrase of it
         ("OSError", "backup"),  # the error type
+        ("missed beat", "missed"),  # a missed run's reason (it has no error type)
     ],
 )
 def test_search_finds_runs_by_job_schedule_task_id_and_error(
@@ -88,7 +91,39 @@ def test_search_finds_runs_by_job_schedule_task_id_and_error(
         error_type="OSError",
         error_message="[Errno 28] No space left on device",
     )
+    make_schedule("nightly-backup", task="jobs.backup_database")
     heartbeat = create_run("jobs.heartbeat", schedule="heartbeat", task_id="task-0042")
-    create_run("jobs.refresh_cache", schedule="refresh")
+    refresh = create_run("jobs.refresh_cache", schedule="refresh-old")
+    missed = create_run(
+        "jobs.cleanup", JobRun.Status.MISSED, error_message="not sent: no beat led (missed)"
+    )
+    runs = {"backup": backup, "heartbeat": heartbeat, "refresh": refresh, "missed": missed}
     found = list(admin_client.get(URL, {"q": query}).context["cl"].result_list)
-    assert found == [{"backup": backup, "heartbeat": heartbeat}[expected]]
+    assert found == [runs[expected]]
+
+
+def test_a_word_that_matches_nothing_finds_nothing(admin_client: Client) -> None:
+    create_run("jobs.heartbeat", schedule="heartbeat")
+    assert not admin_client.get(URL, {"q": "heartbeat nosuchword"}).context["cl"].result_list
+
+
+def test_a_search_counts_its_matches_up_to_a_limit_and_still_lists_them(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scheduler.admin import runs as run_admin
+
+    monkeypatch.setattr(run_admin, "SEARCH_COUNT_LIMIT", 3)
+    made = [
+        create_run("jobs.backup_database", JobRun.Status.FAILED, error_message=f"disk full {i}")
+        for i in range(5)
+    ]
+    create_run("jobs.heartbeat")
+    response = admin_client.get(URL, {"q": "disk full"})
+    page = response.content.decode()
+    assert "more than 3 job runs" in page
+    assert list(response.context["cl"].result_list) == made[::-1]  # newest first, all of them
+    # The date links are left out while searching; without a search they are back.
+    assert "started_at__year=" not in page
+    assert "started_at__year=" in admin_client.get(URL).content.decode()
+    few = admin_client.get(URL, {"q": "disk full 4"}).content.decode()
+    assert "1 job run" in few and "more than" not in few
