@@ -121,8 +121,8 @@ def schedule_names_containing(text: str) -> list[str]:
     return list(names.values_list("name", flat=True))
 
 
-def run_search(term: str) -> Q:
-    """The runs the run list's search box finds for `term`: by task id (exactly), by job or
+def run_search(words: Iterable[str]) -> Q:
+    """The runs the run list's search box finds: each word by task id (exactly), by job or
     schedule (part of the name, any case, among the registered jobs and the schedules; or the
     whole name of one since removed) and by error type or message (part, any case).
 
@@ -131,8 +131,16 @@ def run_search(term: str) -> Q:
     jobrun_errors_newest; on PostgreSQL a trigram index too, migration 0007). A term that is
     only error text then reads the newest errors in order and stops at a page.
     """
+    known_jobs = {*job_names(), *scheduled_jobs()}
+    found = Q()
+    for word in words:
+        found &= _run_search_word(word, known_jobs)
+    return found
+
+
+def _run_search_word(term: str, known_jobs: set[str]) -> Q:
     wanted = term.casefold()
-    jobs = {name for name in {*job_names(), *scheduled_jobs()} if wanted in name.casefold()}
+    jobs = {name for name in known_jobs if wanted in name.casefold()}
     schedules = set(schedule_names_containing(term))
     runs = JobRun.objects.order_by()
     if term not in jobs and runs.filter(job=term).exists():

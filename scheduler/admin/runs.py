@@ -233,11 +233,11 @@ class JobRunAdmin(WrittenByJobs, admin.ModelAdmin[JobRun]):
         self, request: HttpRequest, queryset: QuerySet[JobRun], search_term: str
     ) -> tuple[QuerySet[JobRun], bool]:
         # As Django's search: each word (or "quoted phrase") must match.
-        for bit in smart_split(search_term):
-            if bit.startswith(('"', "'")) and bit[0] == bit[-1]:
-                bit = unescape_string_literal(bit)
-            queryset = queryset.filter(run_search(bit))
-        return queryset, False
+        words = [
+            unescape_string_literal(bit) if bit[0] in "\"'" and bit[0] == bit[-1] else bit
+            for bit in smart_split(search_term)
+        ]
+        return (queryset.filter(run_search(words)) if words else queryset), False
 
     def get_paginator(
         self, request: HttpRequest, queryset: Any, per_page: int, *args: Any, **kwargs: Any
