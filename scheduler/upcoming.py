@@ -10,6 +10,7 @@ on one crontab after beat dispatched their common slot) share one computation. O
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,8 @@ from django_celery_beat.models import (
 )
 
 from scheduler.timing import Timing, next_fire_times
+
+logger = logging.getLogger(__name__)
 
 # In PeriodicTask.scheduler's order: an interval wins over a crontab, and so on.
 _KINDS: tuple[tuple[str, Any], ...] = (
@@ -84,9 +87,12 @@ def soonest_runs(limit: int, now: datetime | None = None) -> Upcoming:
         phase = changed if last_run_at is None and start is None else None
         key = (kind, ref, start, expires, one_off, last_run_at, phase)
         if key not in known:
-            times = next_fire_times(
-                Timing(sched, start, expires, one_off, last_run_at, changed), now, count=1
-            )
+            timing = Timing(sched, start, expires, one_off, last_run_at, changed)
+            try:
+                times = next_fire_times(timing, now, count=1)
+            except Exception:  # one broken schedule must not hide the others' next runs
+                logger.warning("cannot compute the next run of schedule %s", pk, exc_info=True)
+                times = []
             known[key] = times[0] if times else None
         at = known[key]
         if at is not None:

@@ -40,9 +40,10 @@ def test_a_schedule_created_after_the_cache_refresh_is_among_the_next_runs(
     cache.refresh_all().raise_for_failures()
     every_minute = make_schedule("every-minute", "* * * * *")  # the cache does not know it
 
-    rows = upcoming_rows(admin_client.get(URL).content.decode())
+    with time_machine.travel(timezone.now(), tick=False):  # the page and the test, one now
+        rows = upcoming_rows(admin_client.get(URL).content.decode())
+        expected = timezone.localtime(next_run(every_minute), timezone.get_default_timezone())
     assert "every-minute" in rows[0] and "daily" in rows[1]
-    expected = timezone.localtime(next_run(every_minute), timezone.get_default_timezone())
     assert f"{expected:%Y-%m-%d %H:%M:%S}" in rows[0]
 
 
@@ -135,3 +136,12 @@ def test_the_page_is_bounded_and_links_to_the_rest(
     response = admin_client.get(link)
     assert response.status_code == 200
     assert len(response.context["cl"].result_list) == schedules
+
+
+def test_a_schedule_beat_cannot_use_does_not_hide_the_others(admin_client: Client) -> None:
+    # An interval a script set to a billion days: Celery cannot build it, beat never sends it.
+    huge = IntervalSchedule.objects.create(every=10**9, period="days")
+    make_schedule("broken-by-script", crontab=None, interval=huge)
+    make_schedule("daily", "30 2 * * *")
+    rows = upcoming_rows(admin_client.get(URL).content.decode())
+    assert len(rows) == 1 and "daily" in rows[0]
