@@ -2,14 +2,17 @@
 search (icontains is UPPER(column) LIKE '%TERM%' there). Nothing on other databases.
 
 pg_trgm ships with PostgreSQL and is a trusted extension (PostgreSQL 13+): the database's owner
-may create it. Only runs with an error enter the index, so recording the others costs nothing.
+may create it. A user who may not is told so and the index is left out: the search still
+works, reading the runs with an error (index jobrun_errors_newest) for error text. Only runs
+with an error enter the index, so recording the others costs nothing.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from django.db import migrations
+from django.db import DatabaseError, migrations, transaction
 
 INDEX = "jobrun_error_text_trgm"
 
@@ -17,7 +20,16 @@ INDEX = "jobrun_error_text_trgm"
 def create(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
-    schema_editor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    try:
+        with transaction.atomic(using=schema_editor.connection.alias):
+            schema_editor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    except DatabaseError as error:
+        sys.stderr.write(
+            f"\n  pg_trgm not created ({str(error).strip()}): the run search reads error text "
+            "without a trigram index. To add it, run CREATE EXTENSION pg_trgm as a superuser, "
+            "then `manage.py migrate scheduler 0006` and `manage.py migrate`.\n"
+        )
+        return
     schema_editor.execute(
         f"CREATE INDEX IF NOT EXISTS {INDEX} ON scheduler_jobrun USING gin "
         "(UPPER(error_type) gin_trgm_ops, UPPER(error_message) gin_trgm_ops) "
