@@ -8,7 +8,12 @@ import pytest
 import time_machine
 from django.test import Client
 from django.utils import timezone
-from django_celery_beat.models import ClockedSchedule, IntervalSchedule, SolarSchedule
+from django_celery_beat.models import (
+    ClockedSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
 
 from jobs import cache
 from jobs.views import NEXT_RUNS, TABLE_ROWS
@@ -145,3 +150,20 @@ def test_a_schedule_beat_cannot_use_does_not_hide_the_others(admin_client: Clien
     make_schedule("daily", "30 2 * * *")
     rows = upcoming_rows(admin_client.get(URL).content.decode())
     assert len(rows) == 1 and "daily" in rows[0]
+
+
+def test_schedules_alike_share_one_computation_and_all_count(
+    django_assert_max_num_queries,
+) -> None:
+    now = timezone.now()
+    slot = now.replace(second=0, microsecond=0)  # what beat wrote after their common slot
+    for i in range(15):
+        make_schedule(f"minutely-{i:02d}", "* * * * *", last_run_at=slot)
+    make_schedule("hourly", "0 * * * *", last_run_at=slot)
+    # The groups, their crontabs, the first ten of the large group, the names.
+    with django_assert_max_num_queries(4):
+        upcoming = soonest_runs(10, now)
+    assert upcoming.total == 16
+    assert [run.schedule for run in upcoming.runs] == [f"minutely-{i:02d}" for i in range(10)]
+    expected = next_run(PeriodicTask.objects.get(name="minutely-00"), now)
+    assert {run.at for run in upcoming.runs} == {expected}
