@@ -1,11 +1,12 @@
 """The soonest next runs of the enabled schedules, computed when asked (for the health page).
 
 When a schedule fires is scheduler.timing's answer; this module only asks it cheaply for many
-schedules at once. One query reads the few columns timing needs from every enabled schedule,
-one query per kind of timing row (crontab, interval, solar, clocked) builds each row's Celery
-schedule once, and schedules that share a timing row and its bounds and phase (every schedule
-on one crontab after beat dispatched their common slot) share one computation. Only the
-`limit` soonest get their names read.
+schedules at once. One query groups the enabled schedules by what their next run depends on
+(timing row, start, expiry, one-off, last slot, and the date of the last edit where that is
+the phase): every crontab schedule beat has dispatched shares its group with the others on
+that crontab, so 100,000 of them are a few groups; an interval keeps its own phase. One query
+per kind of timing row builds each row's Celery schedule once, each group is computed once,
+and only the soonest groups' schedules are read by name.
 """
 
 from __future__ import annotations
