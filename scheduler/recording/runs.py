@@ -94,6 +94,8 @@ def admit(
     """Decide whether a dispatch runs, and start its run if it does.
 
     A first attempt past its deadline is `expired`;
+    a delivery of a task id cancelled in the admin (a redelivery of its message) is
+    `skipped_duplicate`;
     an occurrence (schedule, slot) already claimed by another message is `skipped_duplicate`;
     with overlap "skip", a run of the same job and schedule still holding the lock makes this
     one `skipped_overlap`. Redis errors propagate: nothing was started. A skip's row the
@@ -147,6 +149,12 @@ def _admit(
         )
     if verdict == "overlap":
         return _skip(dispatch, JobRun.Status.SKIPPED_OVERLAP, "a run of this job is still running")
+    if verdict.startswith("cancelled: "):
+        return _skip(
+            dispatch,
+            JobRun.Status.SKIPPED_DUPLICATE,
+            f"{verdict.removeprefix('cancelled: ')}; this delivery of its message does not run",
+        )
     active = ActiveRun(dispatch, lock, alive)
     if not dispatch.eager:  # an eager run (tests, shell) ends before any keeper could help
         keeper.watch(active.tick)
