@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import redis
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -264,6 +265,12 @@ class RunWithArguments:
                 except Exception as exc:  # the broker is down or refused the message
                     _broker_failed(request, schedule.name, exc)
                 else:
+                    LogEntry.objects.log_actions(
+                        cast(int, request.user.pk),
+                        [schedule],
+                        CHANGE,
+                        f"Ran now with other arguments (task {task_id}).",
+                    )
                     _sent(
                         request,
                         f"{schedule.name}: started {schedule.task} as a manual run by {user} with "

@@ -9,6 +9,8 @@ from html import escape
 from typing import Any
 
 import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
@@ -234,6 +236,9 @@ def test_run_with_other_arguments_runs_once_with_them_and_keeps_the_schedules(
     assert message["headers"]["periodic_task_name"] == "report"
     schedule.refresh_from_db()
     assert json.loads(schedule.kwargs) == {"force": False}
+    entry = LogEntry.objects.get(object_id=str(schedule.pk))
+    assert entry.user_id == User.objects.get(username="erin").pk
+    assert entry.get_change_message().startswith("Ran now with other arguments (task ")
 
 
 @pytest.mark.parametrize(
