@@ -76,6 +76,12 @@ def mark_cancelled(task_id: str, note: str) -> bool:
     return bool(client().set(cancel_key(task_id), note, nx=True, ex=ttl))
 
 
+def cancelled_note(task_id: str) -> str | None:
+    """Who cancelled `task_id` and which run, if it was cancelled in the admin."""
+    note = client().get(cancel_key(task_id))
+    return note.decode() if isinstance(note, bytes) else note
+
+
 def unmark_cancelled(task_id: str) -> None:
     client().delete(cancel_key(task_id))
 

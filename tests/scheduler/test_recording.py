@@ -269,3 +269,20 @@ def test_the_worker_that_killed_a_run_gives_back_its_leases() -> None:
 
     assert [redis.get(key) for key in (lock, alive, other)] == [None, None, b"someone-else"]
     redis.delete(other)
+
+
+def test_a_late_copy_of_a_cancelled_run_says_so_rather_than_expired() -> None:
+    leases.mark_cancelled("late-task", "run #6 was cancelled by bob")
+    slot = timezone.now() - timedelta(hours=2)
+    headers: dict[str, Any] = {
+        recording.SCHEDULE_HEADER: "hourly",
+        recording.SLOT_HEADER: slot.isoformat(),
+        recording.NEXT_SLOT_HEADER: (slot + timedelta(hours=1)).isoformat(),
+    }
+
+    app.tasks["tests.noop"].apply(task_id="late-task", headers=headers)
+
+    run = JobRun.objects.get()
+    assert run.status == S.SKIPPED_DUPLICATE
+    assert run.error_message.startswith("run #6 was cancelled by bob;")
+    client().delete(leases.cancel_key("late-task"))
