@@ -101,7 +101,9 @@ def runs_per_hour(hours: dict[str, Any]) -> Picture:
         )
     tallest = max(sum(c.values()) for c in [*per_hour.values(), Counter()])
     runs = sum(total.values())
-    summary = f"{runs} runs" + (f": {charts.counts_in_words(total)}" if runs else "")
+    summary = f"{runs} run{'s' if runs != 1 else ''}" + (
+        f": {charts.counts_in_words(total)}" if runs else ""
+    )
     return Picture(
         id="runs-per-hour",
         title=f"Runs per hour, last {HOURS} hours",
@@ -170,7 +172,8 @@ def backup_sizes(now: datetime | None = None) -> Picture:
             column_width=18,
         ),
         legend=charts.legend([(verified, "verified"), (unverified, "not verified")]),
-        note=f"Each day's last backup (Asia/Shanghai days); × marks a day without one. {summary}.",
+        note=f"Each day's last backup (Asia/Shanghai days); a cross marks a day without one. "
+        f"{summary}.",
     )
 
 

@@ -294,7 +294,7 @@ def stacked_columns(
         if column.empty_mark and not column.total:
             parts.append(
                 format_html(
-                    '<text x="{}" y="{}" text-anchor="middle" class="chart-empty">×</text>',
+                    '<text x="{}" y="{}" text-anchor="middle" class="chart-empty">&#215;</text>',
                     _n(x + column_width / 2),
                     _n(base - 3),
                 )
