@@ -4,7 +4,6 @@ the cache) and the backups' sizes over 30 days."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import pytest
 import time_machine
