@@ -18,13 +18,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 
 from scheduler.models import JobRun
 from scheduler.presentation import human_duration
@@ -53,10 +53,12 @@ def status_colour(status: str) -> str:
     return STATUS_COLOURS.get(status, UNKNOWN_COLOUR)
 
 
+_LABELS: dict[str, str] = {value: str(label) for value, label in JobRun.Status.choices}
+
+
 def status_label(status: str) -> str:
     """A status in words ("timed out"), also for a status the model does not declare."""
-    labels = dict(JobRun.Status.choices)
-    return str(labels.get(status, status.replace("_", " ")))
+    return _LABELS.get(status) or status.replace("_", " ")
 
 
 def status_order(status: str) -> tuple[int, str]:
@@ -124,11 +126,30 @@ PAGE_STRIP = StripSize(slots=100, bar=7, gap=2, height=60, floor=4)
 LIST_STRIP = StripSize(slots=20, bar=4, gap=1, height=20, floor=3)
 
 
+class DrawnRun(Protocol):
+    """What a strip draws of a run: a JobRun, or a row of scheduler.selectors.StripRun."""
+
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def duration_seconds(self) -> float | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def error_type(self) -> str: ...
+
+
 def _time_text(moment: datetime) -> str:
-    return timezone.localtime(moment, ZoneInfo(settings.TIME_ZONE)).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return moment.astimezone(ZoneInfo(settings.TIME_ZONE)).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
-def run_title(run: JobRun) -> str:
+def run_title(run: DrawnRun) -> str:
     """What hovering a run's bar says: its times in Asia/Shanghai, duration, status, attempt."""
     lines = [f"started {_time_text(run.started_at)}"]
     if run.finished_at is not None:
@@ -142,7 +163,7 @@ def run_title(run: JobRun) -> str:
     return "\n".join(lines)
 
 
-def run_strip(runs: Sequence[JobRun], size: StripSize, subject: str = "") -> SafeString:
+def run_strip(runs: Sequence[DrawnRun], size: StripSize, subject: str = "") -> SafeString:
     """The runs (newest first, as selected) as a strip of bars, the newest on the right.
 
     `subject` starts the accessible summary ("nightly-report: last 20 runs: 19 succeeded, ...").
@@ -152,25 +173,22 @@ def run_strip(runs: Sequence[JobRun], size: StripSize, subject: str = "") -> Saf
     step = size.bar + size.gap
     width = size.slots * step - size.gap
     top = 1.0  # room for the hover outline
+    # The list draws 2,000 bars a page: one reverse() per strip, and the bars as f-strings of
+    # numbers and escaped text (format_html's escaping of every number tripled the page's time).
+    url_before, url_after = reverse("admin:scheduler_jobrun_change", args=["RUN"]).split("RUN")
     bars = []
     for i, run in enumerate(runs):
-        x = (size.slots - len(runs) + i) * step
+        x = _n((size.slots - len(runs) + i) * step)
         duration = run.duration_seconds or 0.0
         height = max(size.floor, size.height * duration / longest) if longest else size.floor
         bars.append(
-            (
-                reverse("admin:scheduler_jobrun_change", args=[run.pk]),
-                run.status,
-                run_title(run),
-                _n(x),  # the hit area: the whole column, so that a short bar is easy to point at
-                _n(size.bar),
-                _n(size.height + top),
-                _n(x),
-                _n(top + size.height - height),
-                _n(size.bar),
-                _n(height),
-                status_colour(run.status),
-            )
+            f'<a href="{escape(url_before)}{int(run.pk)}{escape(url_after)}" class="run-bar" '
+            f'data-status="{escape(run.status)}"><title>{escape(run_title(run))}</title>'
+            # The hit area is the whole column: a short bar is as easy to point at as a tall one.
+            f'<rect class="hit" x="{x}" y="0" width="{_n(size.bar)}" '
+            f'height="{_n(size.height + top)}" fill="transparent"/>'
+            f'<rect class="bar" x="{x}" y="{_n(top + size.height - height)}" '
+            f'width="{_n(size.bar)}" height="{_n(height)}" fill="{status_colour(run.status)}"/></a>'
         )
     counts = Counter(r.status for r in runs)
     what = f"last {len(runs)} run{'s' if len(runs) != 1 else ''}: {counts_in_words(counts)}"
@@ -180,13 +198,7 @@ def run_strip(runs: Sequence[JobRun], size: StripSize, subject: str = "") -> Saf
         _n(top + size.height + 0.5),
         _n(top + size.height + 0.5),
         AXIS_COLOUR,
-        format_html_join(
-            "",
-            '<a href="{}" class="run-bar" data-status="{}"><title>{}</title>'
-            '<rect class="hit" x="{}" y="0" width="{}" height="{}" fill="transparent"/>'
-            '<rect class="bar" x="{}" y="{}" width="{}" height="{}" fill="{}"/></a>',
-            bars,
-        ),
+        mark_safe("".join(bars)),  # noqa: S308 (numbers, and text escaped above)
     )
     label = f"{subject}: {what}" if subject else what
     return _svg("run-strip", width, top + size.height + 1, label, body)

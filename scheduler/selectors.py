@@ -9,7 +9,7 @@ import inspect
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery import current_app
 from django.db.models import Model, OuterRef, Q, QuerySet, Subquery
@@ -154,21 +154,27 @@ def recent_runs(schedule: str, count: int) -> QuerySet[JobRun]:
     return JobRun.objects.filter(schedule=schedule).order_by("-started_at")[:count]
 
 
-# What a run strip (scheduler.charts) draws of each run.
-STRIP_FIELDS = (
-    "schedule",
-    "started_at",
-    "finished_at",
-    "duration_seconds",
-    "status",
-    "attempt",
-    "error_type",
-)
+class StripRun(NamedTuple):
+    """What a run strip (scheduler.charts) draws of a run: rows, not models (a list page draws
+    2,000 of them)."""
+
+    pk: int
+    schedule: str
+    started_at: datetime
+    finished_at: datetime | None
+    duration_seconds: float | None
+    status: str
+    attempt: int
+    error_type: str
 
 
-def strip_runs(schedule: str, count: int) -> list[JobRun]:
-    """The newest `count` runs of one schedule, newest first, with what a strip draws."""
-    return list(recent_runs(schedule, count).only(*STRIP_FIELDS))
+def _strip_rows(runs: QuerySet[JobRun]) -> list[StripRun]:
+    return [StripRun(*row) for row in runs.values_list("pk", *StripRun._fields[1:])]
+
+
+def strip_runs(schedule: str, count: int) -> list[StripRun]:
+    """The newest `count` runs of one schedule, newest first, as a strip draws them."""
+    return _strip_rows(recent_runs(schedule, count))
 
 
 def with_strip_start(queryset: QuerySet[Any], count: int) -> QuerySet[Any]:
@@ -181,7 +187,7 @@ def with_strip_start(queryset: QuerySet[Any], count: int) -> QuerySet[Any]:
     return annotated
 
 
-def strips_of(schedules: Iterable[Any], count: int) -> dict[str, list[JobRun]]:
+def strips_of(schedules: Iterable[Any], count: int) -> dict[str, list[StripRun]]:
     """The newest `count` runs of each schedule (annotated by `with_strip_start`), newest first,
     by schedule name: one query, an index range per schedule (jobrun_schedule_newest)."""
     ranges = Q(pk__in=[])
@@ -191,8 +197,8 @@ def strips_of(schedules: Iterable[Any], count: int) -> dict[str, list[JobRun]]:
             ranges |= Q(schedule=schedule.name)
         else:
             ranges |= Q(schedule=schedule.name, started_at__gte=since)
-    found: dict[str, list[JobRun]] = {}
-    for run in JobRun.objects.filter(ranges).only(*STRIP_FIELDS).order_by("-started_at", "-id"):
+    found: dict[str, list[StripRun]] = {}
+    for run in _strip_rows(JobRun.objects.filter(ranges).order_by("-started_at", "-id")):
         runs = found.setdefault(run.schedule, [])
         if len(runs) < count:  # runs that started at the same moment as the count-th
             runs.append(run)
