@@ -121,7 +121,7 @@ EDIT_FIELDSETS: list[tuple[str | None, dict[str, Any]]] = [
 ]
 HISTORY_FIELDSET: tuple[str, dict[str, Any]] = (
     "Runs",
-    {"fields": ["last_run_at", "total_run_count", "run_strip", "recent_runs"]},
+    {"fields": ["last_run_at", "total_run_count", "recent_runs"]},
 )
 VIEW_FIELDSETS: list[tuple[str | None, dict[str, Any]]] = [
     (None, {"fields": ["name", "task", "job_description", "description", "enabled"]}),
@@ -162,7 +162,6 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         "run_policy",
         "last_run_at",
         "total_run_count",
-        "run_strip",
         "recent_runs",
     ]
 
@@ -306,21 +305,6 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
             format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td></tr>", rows),
         )
 
-    @admin.display(description=f"last {charts.PAGE_STRIP.slots} runs")
-    def run_strip(self, obj: Schedule) -> SafeString:
-        runs = selectors.strip_runs(obj.name, charts.PAGE_STRIP.slots)
-        if not runs:
-            return format_html("<p>{}</p>", "No runs yet.")
-        longest = max((r.duration_seconds or 0.0 for r in runs), default=0.0)
-        return format_html(
-            '<div class="run-strip-box">{}{}<p class="chart-note">{}</p></div>',
-            charts.run_strip(runs, charts.PAGE_STRIP),
-            charts.status_legend(Counter(r.status for r in runs)),
-            f"Oldest on the left, newest on the right; height: duration (tallest "
-            f"{human_duration(longest) if longest else '—'}). Point at a bar for its times, "
-            "click it for the run.",
-        )
-
     @admin.display(description=f"recent runs (newest {RECENT_RUNS})")
     def recent_runs(self, obj: Schedule) -> SafeString:
         runs = selectors.recent_runs(obj.name, RECENT_RUNS)
@@ -364,8 +348,25 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         obj: Schedule | None = None,
     ) -> HttpResponse:
         context["can_run"] = obj is not None and self.has_run_permission(request)
+        context["run_strip"] = self._run_strip(obj) if obj is not None and obj.pk else ""
+        context["run_strip_slots"] = charts.PAGE_STRIP.slots
         context["job_catalog"] = selectors.job_catalog()
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _run_strip(self, obj: Schedule) -> SafeString:
+        """The strip of the schedule's last runs, with its legend (change_form.html's top)."""
+        runs = selectors.strip_runs(obj.name, charts.PAGE_STRIP.slots)
+        if not runs:
+            return format_html('<p class="chart-note">{}</p>', "No runs yet.")
+        longest = max((r.duration_seconds or 0.0 for r in runs), default=0.0)
+        return format_html(
+            '{}{}<p class="chart-note">{}</p>',
+            charts.run_strip(runs, charts.PAGE_STRIP),
+            charts.status_legend(Counter(r.status for r in runs)),
+            f"Oldest on the left, newest on the right; height: duration (tallest "
+            f"{human_duration(longest) if longest else '—'}). Point at a bar for its times, "
+            "click it for the run.",
+        )
 
     # --- history ---
 

@@ -110,7 +110,7 @@ def test_schedule_page_strip_and_list_strips(page: Page, live_server: Any, shot:
     log_in(page, base, f"/admin/scheduler/schedule/{backup.pk}/change/")
 
     # The schedule page: the last 100 runs, oldest on the left, each bar a link to its run.
-    strip = page.locator(".field-run_strip svg.run-strip")
+    strip = page.locator("#run-strip svg.run-strip")
     expect(strip).to_be_visible()
     expect(strip).to_have_attribute("role", "img")
     expect(strip).to_have_attribute(
@@ -122,10 +122,10 @@ def test_schedule_page_strip_and_list_strips(page: Page, live_server: Any, shot:
     newest = runs[-100:]
     assert bars.first.get_attribute("href") == f"/admin/scheduler/jobrun/{newest[0].pk}/change/"
     assert bars.last.get_attribute("href") == f"/admin/scheduler/jobrun/{newest[-1].pk}/change/"
-    legend = page.locator(".field-run_strip ul.chart-legend")
+    legend = page.locator("#run-strip ul.chart-legend")
     expect(legend).to_contain_text("succeeded: 79")
     expect(legend).to_contain_text("timed out: 1")
-    page.locator(".field-run_strip").scroll_into_view_if_needed()
+    page.locator("#run-strip").scroll_into_view_if_needed()
 
     # The timed-out run is the tallest bar; a skipped run, without a duration, still shows.
     timed_out = strip.locator("a.run-bar[data-status=timed_out]")
@@ -150,7 +150,7 @@ def test_schedule_page_strip_and_list_strips(page: Page, live_server: Any, shot:
         "timed out, attempt 1 (SoftTimeLimitExceeded)"
     )
     shot("schedule-page-strip")
-    page.locator(".field-run_strip").screenshot(path=str(shot.dir / "strip-only.png"))
+    page.locator("#run-strip").screenshot(path=str(shot.dir / "strip-only.png"))
     timed_out.click()
     expect(page).to_have_url(f"{live_server.url}/admin/scheduler/jobrun/{slow.pk}/change/")
 

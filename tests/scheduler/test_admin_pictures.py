@@ -52,7 +52,7 @@ def test_schedule_page_draws_its_last_100_runs_for_editors_and_viewers(
 
     for client in (admin_client, viewer_client):
         html = client.get(change_url(schedule)).content.decode()
-        field = html[html.index('<div class="form-row field-run_strip">') :]
+        field = html[html.index('<fieldset class="module" id="run-strip">') :]
         field = field[: field.index("</svg>")]
         assert 'role="img" aria-label="last 100 runs: 80 succeeded, 20 failed"' in field
         assert strip_in(field) == [(r.pk, r.status) for r in runs[-100:]]
@@ -63,8 +63,8 @@ def test_schedule_page_draws_its_last_100_runs_for_editors_and_viewers(
 def test_schedule_page_without_runs_says_so(admin_client: Client) -> None:
     schedule = make_schedule("idle")
     html = admin_client.get(change_url(schedule)).content.decode()
-    field = html[html.index('<div class="form-row field-run_strip">') :]
-    assert "No runs yet." in field[: field.index("</div>\n")]
+    field = html[html.index('<fieldset class="module" id="run-strip">') :]
+    assert "No runs yet." in field[: field.index("</fieldset>")]
     assert '<svg class="run-strip"' not in html
 
 
