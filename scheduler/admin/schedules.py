@@ -36,6 +36,7 @@ from django.utils.safestring import SafeString
 from django_celery_beat.models import PeriodicTask
 
 from scheduler import charts, history, selectors, services
+from scheduler.admin.controls import RunWithArguments
 from scheduler.admin.forms import ScheduleForm, TimingForm
 from scheduler.broken import broken_reason
 from scheduler.describe import schedule_in_words
@@ -133,7 +134,7 @@ VIEW_FIELDSETS: list[tuple[str | None, dict[str, Any]]] = [
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin[Schedule]):
+class ScheduleAdmin(RunWithArguments, admin.ModelAdmin[Schedule]):
     form = ScheduleForm
     list_display = [
         "name",
@@ -468,6 +469,7 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
                 self.admin_site.admin_view(self.run_view),
                 name="{}_{}_run".format(*info),
             ),
+            *self.arguments_urls(),
         ]
         return [*extra, *super().get_urls()]
 
