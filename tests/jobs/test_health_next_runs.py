@@ -123,8 +123,9 @@ def test_the_page_is_bounded_and_links_to_the_rest(
         create_run(f"jobs.job{i}", JobRun.Status.FAILED, schedule=name)
     cache.refresh_all().raise_for_failures()
 
-    # Session, user, latest backup, the enabled schedules, their crontabs, the soonest names.
-    with django_assert_max_num_queries(6):
+    # Session, user, latest backup, the backups' chart, the enabled schedules (grouped), their
+    # crontabs, the soonest names.
+    with django_assert_max_num_queries(7):
         page = admin_client.get(URL).content.decode()
     assert len(upcoming_rows(page)) == NEXT_RUNS
     more = schedules - NEXT_RUNS

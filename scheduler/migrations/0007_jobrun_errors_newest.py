@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("scheduler", "0005_schedule_changes"),
+        ("scheduler", "0006_run_controls"),
     ]
 
     operations = [

@@ -27,7 +27,7 @@ def create(apps: Any, schema_editor: Any) -> None:
         sys.stderr.write(
             f"\n  pg_trgm not created ({str(error).strip()}): the run search reads error text "
             "without a trigram index. To add it, run CREATE EXTENSION pg_trgm as a superuser, "
-            "then `manage.py migrate scheduler 0006` and `manage.py migrate`.\n"
+            "then `manage.py migrate scheduler 0007` and `manage.py migrate`.\n"
         )
         return
     schema_editor.execute(
@@ -43,6 +43,6 @@ def drop(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("scheduler", "0006_jobrun_errors_newest")]
+    dependencies = [("scheduler", "0007_jobrun_errors_newest")]
 
     operations = [migrations.RunPython(create, drop)]
