@@ -9,6 +9,10 @@ least any report must read.
     .venv/bin/python bench/report.py [--rows 1000000] [--days 7] [--jobs 20] [--rounds 3]
                                      [--database-url URL]
 
+--days 1 puts every row in the reported day (the report then reads 1,000,000 runs).
+--reuse with --database-url: the database holds the runs of an earlier run with the same
+--rows and --days; they are kept (loading them again takes half a minute or more).
+
 --database-url must name an empty database (default: a fresh SQLite file), e.g. for PostgreSQL:
 
     dropdb -h 127.0.0.1 -U postgres --if-exists nightshift_bench_report
@@ -61,6 +65,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database-url", help="an empty database to use (default: temp SQLite)")
+    parser.add_argument("--reuse", action="store_true", help="keep the runs an earlier run left")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="nightshift-bench-report-"))
@@ -90,21 +95,29 @@ def run(args: argparse.Namespace) -> int:
     from django.core.management import call_command
     from django.db import connection
     from django.db.models import Count, Sum
+    from django.utils import timezone
 
     from jobs.models import Report
     from jobs.reports import daily_report, report_window
     from scheduler.models import JobRun
 
     call_command("migrate", verbosity=0)
-    if JobRun.objects.exists():
+    reuse = args.reuse and JobRun.objects.count() == args.rows
+    if JobRun.objects.exists() and not reuse:
         print("the database already holds runs: give --database-url an empty database")
         return 2
 
     # Days in the past (a report covers complete days only); the busiest is in the middle.
     first = date.today() - timedelta(days=args.days + 1)
+    if reuse:
+        oldest = JobRun.objects.order_by("started_at").values_list("started_at", flat=True)[0]
+        first = timezone.localtime(oldest, timezone.get_default_timezone()).date()
     busiest = first + timedelta(days=args.days // 2)
     start = time.perf_counter()
-    insert_runs(connection, JobRun, rows(args, first, busiest, connection, JobRun))
+    if reuse:
+        print(f"reusing the {args.rows:,} runs in the database")
+    else:
+        insert_runs(connection, JobRun, rows(args, first, busiest, connection, JobRun))
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # as autovacuum would after a bulk load
             cursor.execute(f"VACUUM ANALYZE {JobRun._meta.db_table}")

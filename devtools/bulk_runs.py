@@ -15,7 +15,8 @@ _STATUSES = ["succeeded", "succeeded", "succeeded", "failed", "skipped_overlap"]
 def insert_runs(
     count: int, jobs: int = 20, schedules: int = 2000, spacing_seconds: int = 2
 ) -> None:
-    """`count` runs, one every `spacing_seconds` back from now, over `jobs` jobs and `schedules`."""
+    """`count` runs, one every `spacing_seconds` back from now, over `jobs` jobs and `schedules`;
+    a failed run has an error (OSError, "run N failed: [Errno 28] No space left on device")."""
     statuses = "ARRAY[" + ",".join(f"'{s}'" for s in _STATUSES) + "]"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -24,8 +25,9 @@ def insert_runs(
                 "SELECT 't' || g, 'jobs.job' || (g %% %s), 's' || lpad((g %% %s)::text, 4, '0'), "
                 "'schedule', now() - g * make_interval(secs => %s), "
                 "now() - g * make_interval(secs => %s) + interval '1 second', 1.0 + g %% 7, "
-                f"({statuses})[1 + g %% {len(_STATUSES)}], 1, 'celery@bench', '', '', '', '', '', "
-                "'' FROM generate_series(1, %s) AS g",
+                f"({statuses})[1 + g %% {len(_STATUSES)}], 1, 'celery@bench', '', "
+                f"{_error('g')}, '', '', '' "
+                "FROM generate_series(1, %s) AS g",
                 [jobs, schedules, spacing_seconds, spacing_seconds, count],
             )
         else:
@@ -37,6 +39,16 @@ def insert_runs(
                 "SELECT 't' || n, 'jobs.job' || (n %% %s), 's' || substr('000' || (n %% %s), -4), "
                 f"'schedule', {stamp.format('')}, {stamp.format(' - 1')}, "
                 f"1.0 + n %% 7, CASE n %% {len(_STATUSES)} {cases} END, "
-                "1, 'celery@bench', '', '', '', '', '', '' FROM g",
+                f"1, 'celery@bench', '', {_error('n')}, '', '', '' FROM g",
                 [count, jobs, schedules, spacing_seconds, spacing_seconds],
             )
+
+
+def _error(n: str) -> str:
+    """error_type, error_message of run number `n`: set when its status is failed."""
+    failed = f"{n} %% {len(_STATUSES)} = {_STATUSES.index('failed')}"
+    return (
+        f"CASE WHEN {failed} THEN 'OSError' ELSE '' END, "
+        f"CASE WHEN {failed} THEN 'run ' || {n} || ' failed: [Errno 28] No space left on device' "
+        "ELSE '' END"
+    )

@@ -18,10 +18,13 @@ from jobs.models import Backup
 from jobs.pictures import health_pictures
 from scheduler import engine, presence
 from scheduler.models import JobRun
+from scheduler.upcoming import soonest_runs
 
 # Beat ticks at least every second (the engine's loop); a minute of silence is death.
 BEAT_ALIVE_WITHIN = timedelta(seconds=60)
 NEXT_RUNS = 10
+# Every table shows at most this many rows, then "and K more" with a link to the full list.
+TABLE_ROWS = 20
 FAILED = {str(status) for status in JobRun.FINAL_ERRORS}
 
 
@@ -39,7 +42,8 @@ def _run_url(run_id: int | None) -> str | None:
 
 
 def health_context(now: datetime | None = None) -> dict[str, Any]:
-    """Everything the health page shows; one query (the latest backup) plus cache and Redis."""
+    """Everything the health page shows: the cached summary, Redis, the latest backup, and the
+    next runs computed now (scheduler.upcoming: a few queries whatever the number of schedules)."""
     now = now or timezone.now()
     summary = cached_job_health()
     beat_tick = presence.beat_last_tick()
@@ -50,7 +54,7 @@ def health_context(now: datetime | None = None) -> dict[str, Any]:
         }
         for s in summary.get("schedules", [])
     ]
-    upcoming = sorted((s for s in schedules if s["next_run_at"]), key=lambda s: s["next_run_at"])
+    upcoming = soonest_runs(NEXT_RUNS, now)
     attention = []
     for entry in schedules:
         problems = []
@@ -83,14 +87,31 @@ def health_context(now: datetime | None = None) -> dict[str, Any]:
         "beat_alive": beat_tick is not None and now - beat_tick <= BEAT_ALIVE_WITHIN,
         "beats": beats,
         "beat_leader": next((b for b in beats if b.role == "leader"), None),
-        "workers": workers,
+        "workers": _bounded(workers),
         "workers_online": sum(1 for w in workers if w.online),
-        "failing_jobs": sorted(failing_jobs, key=lambda j: -j["failures_24h"]),
-        "upcoming": upcoming[:NEXT_RUNS],
-        "attention": attention,
+        "failing_jobs": _bounded(sorted(failing_jobs, key=lambda j: -j["failures_24h"])),
+        "failing_jobs_url": _failed_runs_url(),
+        "upcoming": upcoming.runs,
+        "upcoming_more": upcoming.total - len(upcoming.runs),
+        "schedules_url": _enabled_schedules_url(),
+        "attention": _bounded(attention),
         "backup": backup,
         "backup_age": now - backup.created_at if backup else None,
     }
+
+
+def _bounded(rows: list[Any]) -> dict[str, Any]:
+    """The first TABLE_ROWS rows of a table, and how many more there are."""
+    return {"rows": rows[:TABLE_ROWS], "more": max(0, len(rows) - TABLE_ROWS)}
+
+
+def _enabled_schedules_url() -> str:
+    return f"{reverse('admin:scheduler_schedule_changelist')}?enabled__exact=1"
+
+
+def _failed_runs_url() -> str:
+    runs = reverse("admin:scheduler_jobrun_changelist")
+    return f"{runs}?status__in={','.join(sorted(FAILED))}"
 
 
 def health(request: HttpRequest) -> HttpResponse:

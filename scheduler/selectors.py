@@ -21,7 +21,7 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
-from scheduler.models import JobRun, SchedulePolicy
+from scheduler.models import HAS_ERROR, JobRun, SchedulePolicy
 from scheduler.policy import KNOB, KNOBS
 
 # --- The registered jobs ----------------------------------------------------------------------
@@ -114,6 +114,48 @@ TIMING_FIELDS: dict[type[Model], str] = {
 def schedule_names() -> list[str]:
     """Every schedule's name, in order."""
     return list(PeriodicTask.objects.order_by("name").values_list("name", flat=True))
+
+
+def schedule_names_containing(text: str) -> list[str]:
+    """The names of the schedules whose name contains `text` (any case), in order."""
+    names = PeriodicTask.objects.filter(name__icontains=text).order_by("name")
+    return list(names.values_list("name", flat=True))
+
+
+def run_search(words: Iterable[str]) -> Q:
+    """The runs the run list's search box finds: each word by task id (exactly), by job or
+    schedule (part of the name, any case, among the registered jobs and the schedules; or the
+    whole name of one since removed) and by error type or message (part, any case).
+
+    Which names and task ids match is settled first, on the small tables and by index probes,
+    so the runs' own text is read only for errors, and only from the runs with an error (index
+    jobrun_errors_newest; on PostgreSQL a trigram index too, migration 0008). A term that is
+    only error text then reads the newest errors in order and stops at a page.
+    """
+    known_jobs = {*job_names(), *scheduled_jobs()}
+    found = Q()
+    for word in words:
+        found &= _run_search_word(word, known_jobs)
+    return found
+
+
+def _run_search_word(term: str, known_jobs: set[str]) -> Q:
+    wanted = term.casefold()
+    jobs = {name for name in known_jobs if wanted in name.casefold()}
+    schedules = set(schedule_names_containing(term))
+    runs = JobRun.objects.order_by()
+    if term not in jobs and runs.filter(job=term).exists():
+        jobs.add(term)
+    if term not in schedules and runs.filter(schedule=term).exists():
+        schedules.add(term)
+    found = HAS_ERROR & (Q(error_type__icontains=term) | Q(error_message__icontains=term))
+    if runs.filter(task_id=term).exists():
+        found |= Q(task_id=term)
+    if jobs:
+        found |= Q(job__in=sorted(jobs))
+    if schedules:
+        found |= Q(schedule__in=sorted(schedules))
+    return found
 
 
 def schedules_using(timings: Iterable[Model]) -> list[str]:
