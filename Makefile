@@ -11,10 +11,12 @@ run: $(VENV_STAMP)
 	.venv/bin/python bin/run.py
 
 test: $(VENV_STAMP)
+	.venv/bin/python -m devtools.system_packages test
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 # The fault drills alone (they also run in `make test`), with their count table at the end.
 drills: $(VENV_STAMP)
+	.venv/bin/python -m devtools.system_packages test
 	.venv/bin/python -m pytest -m drill $(PYTEST_ARGS)
 
 lint: $(VENV_STAMP)
