@@ -65,7 +65,10 @@ def test_beat_publishes_with_confirms_to_durable_quorum_queues_and_the_jobs_run(
     queues = broker.queue_types()
     assert queues["celery"] == ("quorum", "true")
     assert queues["family"] == ("quorum", "true")
-    runs = JobRun.objects.filter(schedule__in=["default-queue", "named-queue"])
+    # Every slot sent ran (a slot due before beat led is recorded missed, as on any broker).
+    runs = JobRun.objects.filter(schedule__in=["default-queue", "named-queue"]).exclude(
+        status=S.MISSED
+    )
     assert {r.status for r in runs} == {S.SUCCEEDED}
     assert runs.filter(schedule="named-queue").count() == counted("named")
 
