@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 VENV_STAMP := .venv/.synced
 
-.PHONY: run test drills lint format bench bench-backup bench-report bench-admin bench-beat clean
+.PHONY: run test drills lint format bench bench-backup bench-report bench-admin bench-beat bench-broker clean
 
 run: $(VENV_STAMP)
 	.venv/bin/python bin/run.py
@@ -38,6 +38,9 @@ bench-admin: $(VENV_STAMP)
 
 bench-beat: $(VENV_STAMP)
 	.venv/bin/python bench/beat.py $(BENCH_ARGS)
+
+bench-broker: $(VENV_STAMP)
+	.venv/bin/python bench/broker.py $(BENCH_ARGS)
 
 format: $(VENV_STAMP)
 	.venv/bin/ruff format .
