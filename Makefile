@@ -5,16 +5,18 @@ PYTHON ?= python3
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 VENV_STAMP := .venv/.synced
 
-.PHONY: run test drills lint format bench bench-backup bench-report bench-admin bench-beat clean
+.PHONY: run test drills lint format bench bench-backup bench-report bench-admin bench-beat bench-broker clean
 
 run: $(VENV_STAMP)
 	.venv/bin/python bin/run.py
 
 test: $(VENV_STAMP)
+	.venv/bin/python -m devtools.system_packages test
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 # The fault drills alone (they also run in `make test`), with their count table at the end.
 drills: $(VENV_STAMP)
+	.venv/bin/python -m devtools.system_packages test
 	.venv/bin/python -m pytest -m drill $(PYTEST_ARGS)
 
 lint: $(VENV_STAMP)
@@ -36,6 +38,9 @@ bench-admin: $(VENV_STAMP)
 
 bench-beat: $(VENV_STAMP)
 	.venv/bin/python bench/beat.py $(BENCH_ARGS)
+
+bench-broker: $(VENV_STAMP)
+	.venv/bin/python bench/broker.py $(BENCH_ARGS)
 
 format: $(VENV_STAMP)
 	.venv/bin/ruff format .

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devtools import redis_server  # noqa: E402  (needs ROOT on the path)
+from devtools import redis_server, system_packages  # noqa: E402  (needs ROOT on the path)
 
 VAR = ROOT / "var"
 ENV_FILE = Path(os.environ.get("ENV_FILE", ROOT / ".env"))
@@ -66,26 +66,16 @@ def redis_answers(url: str) -> bool:
 
 
 def find_or_install_redis_server() -> str:
+    try:
+        system_packages.ensure([system_packages.REDIS], "run")
+    except system_packages.Missing as error:
+        fail(f"nothing answers at REDIS_URL and {error} (or point REDIS_URL at a running Redis)")
+    except subprocess.CalledProcessError as error:
+        fail(f"installing redis-server failed: {shlex.join(map(str, error.cmd))}")
     found = shutil.which("redis-server")
-    if found:
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        say("redis-server is missing: installing the Debian package redis-server")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"],
-            check=True,
-            env=env,
-        )
-        found = shutil.which("redis-server")
-        if found:
-            return found
-    fail(
-        "nothing answers at REDIS_URL and redis-server is not installed. Run:\n"
-        "    sudo apt-get install redis-server\n"
-        "then `make run` again (or point REDIS_URL at a running Redis)."
-    )
+    if found is None:
+        fail("redis-server is installed but not on PATH")
+    return found
 
 
 def start_private_redis(url: str) -> subprocess.Popen[bytes]:

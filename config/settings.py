@@ -13,6 +13,7 @@ from typing import Any
 import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 from config.sentry import init_sentry
 
@@ -119,9 +120,15 @@ WORKER_SYNCHRONOUS_COMMIT = env.str("WORKER_SYNCHRONOUS_COMMIT", default="off")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Redis: broker and cache ----------------------------------------------------------------
+# --- Redis (locks, leases, presence, cache) and the broker ----------------------------------
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Celery's broker: Redis (the default, REDIS_URL) or RabbitMQ (amqp://USER:PASSWORD@HOST/VHOST).
+BROKER_URL = env.str("BROKER_URL", default="") or REDIS_URL
+BROKER_IS_RABBITMQ = BROKER_URL.split("://", 1)[0] in {"amqp", "amqps", "pyamqp"}
+# Arguments of every queue Nightshift declares: on RabbitMQ durable quorum queues (replicated,
+# and the queue type Celery's native delayed delivery needs for retries with a countdown).
+BROKER_QUEUE_ARGUMENTS: dict[str, str] = {"x-queue-type": "quorum"} if BROKER_IS_RABBITMQ else {}
 
 CACHES = {
     "default": {
@@ -173,14 +180,30 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- Celery ---------------------------------------------------------------------------------
 
-CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_URL = BROKER_URL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Hard time limit of the longest job (seconds); the broker's visibility timeout must exceed it,
-# or Redis hands a still-running acks_late task to a second worker.
+# Hard time limit of the longest job (seconds). An unacknowledged (acks_late) message comes back
+# BROKER_REDELIVERY_SECONDS after its delivery at the latest: Redis's visibility timeout, or on
+# RabbitMQ the consumer_timeout its rabbitmq.conf must set (see the README); it must exceed
+# LONGEST_JOB_SECONDS, or the broker hands a still-running job to a second worker.
 LONGEST_JOB_SECONDS = env.int("LONGEST_JOB_SECONDS", default=2 * 3600)
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": LONGEST_JOB_SECONDS + 3600,
-}
+BROKER_REDELIVERY_SECONDS = LONGEST_JOB_SECONDS + 3600
+# A publish returns once RabbitMQ has the message (publisher confirms); Redis has no confirms.
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = (
+    {"confirm_publish": True}
+    if BROKER_IS_RABBITMQ
+    else {"visibility_timeout": BROKER_REDELIVERY_SECONDS}
+)
+# On RabbitMQ, topic exchanges: native delayed delivery (a countdown on a quorum queue, as a
+# retry's backoff) routes through them, never through a direct one.
+CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic" if BROKER_IS_RABBITMQ else "direct"
+CELERY_TASK_QUEUES = (
+    Queue("celery", Exchange("celery", type=CELERY_TASK_DEFAULT_EXCHANGE_TYPE),
+          routing_key="celery", queue_arguments=BROKER_QUEUE_ARGUMENTS),
+)  # fmt: skip
+# A queue named only by a schedule's options is declared the same way.
+CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = BROKER_QUEUE_ARGUMENTS.get("x-queue-type", "classic")
+CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = CELERY_TASK_DEFAULT_EXCHANGE_TYPE
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_ENABLE_UTC = True
 CELERY_TASK_SERIALIZER = "json"

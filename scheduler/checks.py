@@ -36,8 +36,8 @@ def job_policy_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
                     f"Job {name} has {knob.name}={value:g} s, above {knob.most}={most} s.",
                     hint=(
                         f"Lower the {knob.name} of {name} to at most {most} s, or raise "
-                        f"{knob.most} to at least {value:g} s: Redis hands a job still running "
-                        f"after {knob.most} + 1 h to a second worker."
+                        f"{knob.most} to at least {value:g} s: the broker hands a job still "
+                        f"running after {knob.most} + 1 h to a second worker."
                     ),
                     id=LIMIT_EXCEEDED,
                 )

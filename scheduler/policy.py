@@ -83,7 +83,8 @@ class Knob:
         if self.most is not None:
             return (
                 f"{self.in_words(value)} is longer than {self.most} ({most} s), the longest a "
-                "job may run: past it, Redis hands a job that is still running to another worker."
+                "job may run: past it, the broker hands a job that is still running to another "
+                "worker."
             )
         return f"{self.in_words(value)} is above the most, {self.in_words(most)}: {self.why_max}"
 
@@ -104,7 +105,7 @@ KNOBS: tuple[Knob, ...] = (
         min_value=1,
         seconds=True,
         celery_default="task_time_limit",
-        # Redis hands a task still running after its visibility timeout to a second worker.
+        # The broker hands a task still running after BROKER_REDELIVERY_SECONDS to a second worker.
         most="LONGEST_JOB_SECONDS",
     ),
     Knob(

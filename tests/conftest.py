@@ -27,12 +27,14 @@ def sentry_server() -> Iterator[SentryServer]:
 def processes(transactional_db: None) -> Iterator[list[Process]]:
     """Worker/beat processes a test starts; stopped before the test database is flushed.
 
-    The suite's Redis is emptied around each such test: messages a beat queued for one test
-    must not be run by the next test's worker.
+    The suite's Redis is emptied around each such test, and a RabbitMQ broker's queues before
+    it: messages a beat queued for one test must not be run by the next test's worker.
     """
     from scheduler.redis_client import client as redis_client
+    from tests import broker
 
     redis_client().flushdb()
+    broker.purge()
     started: list[Process] = []
     yield started
     for process in started:

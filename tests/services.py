@@ -3,6 +3,11 @@
 It runs before pytest-django reads the settings, so the settings see the private Redis:
 a `redis-server` on a free loopback port, started for this session and stopped after it.
 It also pins the environment the suite runs in, so a developer's `.env` does not leak in.
+
+The broker is that Redis, unless `TEST_BROKER_URL` names a RabbitMQ (`amqp://…/VHOST`, a vhost
+of the suite's own: `.ci/run` creates one for its RabbitMQ pass, and every queue in it is
+purged around each end-to-end test). Tests marked `rabbitmq` run only then, and are
+deselected, counted in the summary, otherwise.
 """
 
 from __future__ import annotations
@@ -52,10 +57,34 @@ def pytest_load_initial_conftests(
     os.environ.pop("SENTRY_DSN", None)
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
     os.environ["REDIS_URL"] = _start_redis()
+    os.environ["BROKER_URL"] = os.environ.get("TEST_BROKER_URL", "")  # empty: REDIS_URL
     assert _tmp_dir is not None
     # Production's manifest storage, filled once per session by the `static_files` fixture.
     os.environ["STATIC_ROOT"] = os.path.join(_tmp_dir, "static")
     return (yield)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "rabbitmq: needs RabbitMQ as the broker (TEST_BROKER_URL=amqp://…)"
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from django.conf import settings
+
+    return f"broker: {'RabbitMQ' if settings.BROKER_IS_RABBITMQ else 'Redis'}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from django.conf import settings
+
+    if settings.BROKER_IS_RABBITMQ:
+        return
+    deselected = [item for item in items if item.get_closest_marker("rabbitmq")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("rabbitmq")]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

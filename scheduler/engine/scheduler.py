@@ -55,6 +55,9 @@ logger = logging.getLogger(__name__)
 # Slots recorded `missed` per schedule in one catch-up; older ones are counted in the log only.
 MAX_MISSED_PER_SCHEDULE = 1000
 PUBLISH_BATCH = 1000
+# Where publishes are immediate (RabbitMQ: one confirmed round trip each, about 1.3 ms here),
+# smaller chunks, so beat renews its lease within a burst as often as on Redis.
+UNBATCHED_CHUNK = 100
 RELOAD_CHUNK = 500  # rows per fetch when reloading changed schedules
 WRITE_BATCH = 1000
 
@@ -385,7 +388,11 @@ class Engine(DatabaseScheduler):  # type: ignore[misc]  # django_celery_beat is 
         error: Exception | None = None
         try:
             with self.app.producer_or_acquire() as producer:
-                for chunk in chunks(batch, PUBLISH_BATCH):
+                channel = producer.channel
+                batched = getattr(channel, "create_publish_batch", None) is not None and getattr(
+                    channel, "supports_batch_publish", True
+                )
+                for chunk in chunks(batch, PUBLISH_BATCH if batched else UNBATCHED_CHUNK):
                     # A burst of 100,000 outlasts the lease: renew it as it goes.
                     if not self.leadership.hold():
                         raise RuntimeError("the leader lease ran out while sending")

@@ -58,10 +58,11 @@ SUPERSEDED = "superseded: sent again"
 
 
 def redelivery_seconds() -> int:
-    """How long Redis keeps a message whose worker died before handing it out again (the
-    broker's visibility timeout); past it, the message itself comes back."""
+    """How long the broker may keep a message whose worker died before handing it out again
+    (Redis's visibility timeout; RabbitMQ's consumer_timeout for a worker that hangs, at once
+    when its connection closes); past it, the message itself comes back."""
     options = current_app.conf.broker_transport_options or {}
-    return int(options.get("visibility_timeout", 3600))
+    return int(options.get("visibility_timeout", settings.BROKER_REDELIVERY_SECONDS))
 
 
 def cancel_key(task_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -96,6 +97,49 @@ def test_celery_is_configured_for_redis_and_json() -> None:
     assert conf.broker_connection_retry_on_startup is True
     assert conf.broker_transport_options["visibility_timeout"] > settings.LONGEST_JOB_SECONDS
     assert conf.task_time_limit > conf.task_soft_time_limit > 0
+
+
+BROKER = """
+import json, django
+django.setup()
+from config.celery import app
+queues = app.amqp.queues
+print(json.dumps({
+    "broker": app.conf.broker_url,
+    "options": app.conf.broker_transport_options,
+    "celery": [queues["celery"].queue_arguments, queues["celery"].exchange.type],
+    "named": [queues["family"].queue_arguments, queues["family"].exchange.type],
+}))
+"""
+
+
+def test_the_broker_is_redis_unless_broker_url_names_rabbitmq() -> None:
+    redis = run_python(BROKER, bare_env(DEBUG="true", REDIS_URL="redis://10.0.0.1:6379/3"))
+    assert redis.returncode == 0, redis.stderr
+    assert json.loads(redis.stdout) == {
+        "broker": "redis://10.0.0.1:6379/3",
+        "options": {"visibility_timeout": 7200 + 3600},
+        "celery": [{}, "direct"],
+        "named": [None, "direct"],
+    }
+    env = bare_env(DEBUG="true", REDIS_URL="redis://10.0.0.1:6379/3",
+                   BROKER_URL="amqp://nightshift:pw@10.0.0.2:5672/jobs")  # fmt: skip
+    rabbitmq = run_python(BROKER, env)
+    assert rabbitmq.returncode == 0, rabbitmq.stderr
+    # Durable quorum queues (the default one and one a schedule names), topic exchanges for
+    # native delayed delivery, publisher confirms; Redis stays the cache and lock store.
+    assert json.loads(rabbitmq.stdout) == {
+        "broker": "amqp://nightshift:pw@10.0.0.2:5672/jobs",
+        "options": {"confirm_publish": True},
+        "celery": [{"x-queue-type": "quorum"}, "topic"],
+        "named": [{"x-queue-type": "quorum"}, "topic"],
+    }
+    cache = run_python(
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.CACHES['default']['LOCATION'], settings.REDIS_URL)",
+        env,
+    )
+    assert cache.stdout.split() == ["redis://10.0.0.1:6379/3"] * 2, cache.stderr
 
 
 @pytest.mark.parametrize("dsn", ["", "http://key@127.0.0.1:9/1"])

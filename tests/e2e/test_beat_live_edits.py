@@ -18,8 +18,8 @@ from django_celery_beat.models import (
 )
 
 from scheduler.models import JobRun
-from scheduler.redis_client import client as redis_client
 from scheduler.timing import next_run
+from tests import broker
 from tests.processes import Process, child_env, start_beat, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +28,7 @@ LIVE_WITHIN = 1.0  # seconds (the issue's contract)
 
 
 def waiting(queue: str) -> int:
-    return int(redis_client().llen(queue))
+    return broker.waiting(queue)
 
 
 def seconds_until(probe: Callable[[], bool], timeout: float = 10) -> float:

@@ -26,12 +26,12 @@ from kombu import Exchange, Queue
 from config.celery import app
 from scheduler.models import JobRun
 from scheduler.redis_client import client as redis_client
+from tests import broker
 from tests.processes import Process, child_env, start_beat, start_worker, wait_for
 
 pytestmark = pytest.mark.e2e
 
 S = JobRun.Status
-PRIORITY_5 = "inspect\x06\x163"  # kombu's Redis list for priority 5 (step 3) of queue "inspect"
 
 
 def longitude_with_solar_noon_in(seconds: float) -> float:
@@ -48,11 +48,6 @@ def longitude_with_solar_noon_in(seconds: float) -> float:
 
 def counted(key: str) -> int:
     return int(redis_client().get(f"tests:count:{key}") or 0)
-
-
-def raw_messages(queue_key: str) -> list[dict[str, Any]]:
-    """The messages waiting in a Redis list, as kombu stored them (oldest first)."""
-    return [json.loads(m) for m in reversed(redis_client().lrange(queue_key, 0, -1))]
 
 
 @pytest.fixture
@@ -151,16 +146,16 @@ def test_every_option_keeps_its_stock_meaning(processes: list[Process], bound_qu
     assert all(r.slot is not None and r.slot < expires_at for r in expired_runs)
     assert not expiring.enabled
     # expire_seconds: the message carries its expiry, 30 s after it was sent.
-    waiting = raw_messages("nobody")
+    waiting = broker.messages("nobody")
     assert waiting
-    expiry = datetime.fromisoformat(waiting[-1]["headers"]["expires"])
-    slot = datetime.fromisoformat(waiting[-1]["headers"]["nightshift_slot"])
+    expiry = datetime.fromisoformat(waiting[-1].headers["expires"])
+    slot = datetime.fromisoformat(waiting[-1].headers["nightshift_slot"])
     assert timedelta(seconds=29) <= expiry - slot <= timedelta(seconds=32)
-    # queue, priority, headers: in the queue's priority-5 list, with the custom header.
-    routed = raw_messages(PRIORITY_5)
-    assert routed and all(m["headers"]["periodic_task_name"] == "routed" for m in routed)
-    assert routed[0]["properties"]["priority"] == 5
-    assert routed[0]["headers"]["x-team"] == "ops"
+    # queue, priority, headers: in the queue, with priority 5 and the custom header.
+    routed = broker.messages("inspect")
+    assert routed and all(m.headers["periodic_task_name"] == "routed" for m in routed)
+    assert routed[0].properties["priority"] == 5
+    assert routed[0].headers["x-team"] == "ops"
     # exchange + routing key: delivered to the queue bound to them.
-    bound = raw_messages("ns-bound")
-    assert bound and bound[0]["headers"]["periodic_task_name"] == "exchange"
+    bound = broker.messages("ns-bound")
+    assert bound and bound[0].headers["periodic_task_name"] == "exchange"

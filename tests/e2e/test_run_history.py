@@ -12,6 +12,7 @@ from config.celery import app
 from scheduler.models import JobRun
 from scheduler.recording import rows
 from scheduler.redis_client import client as redis_client
+from tests import broker
 from tests.processes import (
     Process,
     child_env,
@@ -149,8 +150,8 @@ def _finished(run: JobRun) -> datetime:
 
 
 def queued() -> int:
-    """Messages waiting in the default queue of the suite's Redis."""
-    return int(redis_client().llen("celery"))
+    """Messages waiting in the default queue of the suite's broker."""
+    return broker.waiting("celery")
 
 
 def task_id_key() -> str:

@@ -48,7 +48,7 @@ def test_an_override_above_the_longest_job_is_a_form_error(
     assert response.status_code == 200
     assert response.context["adminform"].form.errors["time_limit"] == [
         "7201 s is longer than LONGEST_JOB_SECONDS (7200 s), the longest a job may run: "
-        "past it, Redis hands a job that is still running to another worker."
+        "past it, the broker hands a job that is still running to another worker."
     ]
     assert "7201 s is longer than LONGEST_JOB_SECONDS (7200 s)" in response.content.decode()
     assert not PeriodicTask.objects.exists()
