@@ -13,6 +13,7 @@ from typing import Any
 import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 from config.sentry import init_sentry
 
@@ -83,6 +84,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "config.context_processors.links",
             ],
         },
     },
@@ -203,6 +205,33 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # scheduler.signals closes it after a task only when broken or older than CONN_MAX_AGE.
 CELERY_DB_REUSE_MAX = 1000
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None)
+# Queues, one per job family. `maintenance`: the quick, frequent jobs that must stay on time;
+# `heavy`: those that may run for minutes, so a long backup never delays a heartbeat; `celery`,
+# Celery's default: jobs routed nowhere else, and messages queued before an upgrade. A worker
+# started without -Q (the Procfile's) consumes them all; `-Q heavy` and `-Q maintenance,celery`
+# split them between hosts.
+NIGHTSHIFT_QUEUES = ("maintenance", "heavy", "celery")
+# Arguments of every queue Nightshift declares on the broker (e.g. quorum queues on RabbitMQ).
+BROKER_QUEUE_ARGUMENTS: dict[str, object] = {}
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name), routing_key=name, queue_arguments=BROKER_QUEUE_ARGUMENTS)
+    for name in NIGHTSHIFT_QUEUES
+]
+# Each job's queue, declared once: beat, "run now", `celery call`, retries and a lost run sent
+# again all route by it (Celery's router, by job name, in every process); a schedule's own queue
+# (the form's) overrides it for that schedule. A job not listed goes to `celery`.
+CELERY_TASK_ROUTES = {
+    "jobs.heartbeat": {"queue": "maintenance"},
+    "scheduler.mark_lost_runs": {"queue": "maintenance"},
+    "jobs.refresh_cache": {"queue": "maintenance"},
+    "jobs.backup_database": {"queue": "heavy"},
+    "jobs.daily_report": {"queue": "heavy"},
+    "jobs.housekeeping": {"queue": "heavy"},
+}
+# Workers send task events (Flower shows tasks live from them), and a task sent says so.
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
 # Beyond that many seconds without renewal, a run's worker is presumed dead (and its locks free).
 NIGHTSHIFT_RUN_LEASE_SECONDS = env.float("NIGHTSHIFT_RUN_LEASE_SECONDS", default=60.0)
 # `celery -A config beat -S django` runs Nightshift's engine (scheduler.engine), a subclass of
@@ -213,6 +242,11 @@ NIGHTSHIFT_BEAT_LEASE_SECONDS = env.float("NIGHTSHIFT_BEAT_LEASE_SECONDS", defau
 # The schedule engine reads the change log this often (seconds): edits reach beat within it.
 NIGHTSHIFT_BEAT_POLL_SECONDS = env.float("NIGHTSHIFT_BEAT_POLL_SECONDS", default=0.25)
 DJANGO_CELERY_BEAT_TZ_AWARE = True
+
+# --- Flower (`celery -A config flower`; its own options: flowerconfig.py) ---------------------
+
+# Flower's address as the admin's users reach it, for the links from the admin; empty: no link.
+FLOWER_URL = env.str("FLOWER_URL", default="")
 
 # --- Maintenance jobs -----------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from django.utils.dateparse import parse_datetime
 
 from jobs.health import cached_job_health
 from jobs.models import Backup
-from scheduler import engine, presence
+from scheduler import engine, presence, queues
 from scheduler.models import JobRun
 
 # Beat ticks at least every second (the engine's loop); a minute of silence is death.
@@ -38,7 +38,8 @@ def _run_url(run_id: int | None) -> str | None:
 
 
 def health_context(now: datetime | None = None) -> dict[str, Any]:
-    """Everything the health page shows; one query (the latest backup) plus cache and Redis."""
+    """Everything the health page shows; one query (the latest backup) plus cache, Redis and
+    the broker (the queues' lengths)."""
     now = now or timezone.now()
     summary = cached_job_health()
     beat_tick = presence.beat_last_tick()
@@ -84,6 +85,7 @@ def health_context(now: datetime | None = None) -> dict[str, Any]:
         "beat_leader": next((b for b in beats if b.role == "leader"), None),
         "workers": workers,
         "workers_online": sum(1 for w in workers if w.online),
+        "queues": queues.queue_states(),
         "failing_jobs": sorted(failing_jobs, key=lambda j: -j["failures_24h"]),
         "upcoming": upcoming[:NEXT_RUNS],
         "attention": attention,
