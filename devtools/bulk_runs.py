@@ -6,7 +6,8 @@ from django.db import connection
 
 _COLUMNS = (
     "task_id, job, schedule, trigger, started_at, finished_at, duration_seconds, status, "
-    "attempt, worker, requested_by, error_type, error_message, traceback, sentry_event_id"
+    "attempt, worker, requested_by, error_type, error_message, traceback, sentry_event_id, "
+    "cancelled_by"
 )
 _STATUSES = ["succeeded", "succeeded", "succeeded", "failed", "skipped_overlap"]
 
@@ -23,8 +24,8 @@ def insert_runs(
                 "SELECT 't' || g, 'jobs.job' || (g %% %s), 's' || lpad((g %% %s)::text, 4, '0'), "
                 "'schedule', now() - g * make_interval(secs => %s), "
                 "now() - g * make_interval(secs => %s) + interval '1 second', 1.0 + g %% 7, "
-                f"({statuses})[1 + g %% {len(_STATUSES)}], 1, 'celery@bench', '', '', '', '', '' "
-                "FROM generate_series(1, %s) AS g",
+                f"({statuses})[1 + g %% {len(_STATUSES)}], 1, 'celery@bench', '', '', '', '', '', "
+                "'' FROM generate_series(1, %s) AS g",
                 [jobs, schedules, spacing_seconds, spacing_seconds, count],
             )
         else:
@@ -36,6 +37,6 @@ def insert_runs(
                 "SELECT 't' || n, 'jobs.job' || (n %% %s), 's' || substr('000' || (n %% %s), -4), "
                 f"'schedule', {stamp.format('')}, {stamp.format(' - 1')}, "
                 f"1.0 + n %% 7, CASE n %% {len(_STATUSES)} {cases} END, "
-                "1, 'celery@bench', '', '', '', '', '' FROM g",
+                "1, 'celery@bench', '', '', '', '', '', '' FROM g",
                 [count, jobs, schedules, spacing_seconds, spacing_seconds],
             )

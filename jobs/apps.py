@@ -11,10 +11,11 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        from jobs import health
+        from jobs import health, pictures
 
-        # Nightshift's own cache warmer, refreshed by jobs.refresh_cache with any app's others.
+        # Nightshift's own cache warmers, refreshed by jobs.refresh_cache with any app's others.
         health.register()
+        pictures.register()
         post_migrate.connect(_grant_groups, sender=self)
 
 

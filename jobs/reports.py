@@ -36,7 +36,8 @@ FAILED = JobRun.FINAL_ERRORS
 SKIPPED = (JobRun.Status.SKIPPED_OVERLAP, JobRun.Status.SKIPPED_DUPLICATE, JobRun.Status.EXPIRED)
 RETRIED = (JobRun.Status.RETRYING,)
 RUNNING = (JobRun.Status.RUNNING,)
-COUNTS = ("runs", "succeeded", "failed", "skipped", "retried", "running")
+CANCELLED = (JobRun.Status.CANCELLED,)  # stopped in the admin: neither a failure nor a skip
+COUNTS = ("runs", "succeeded", "failed", "skipped", "retried", "running", "cancelled")
 
 # The email lists the newest failures only: a job failing every minute must not bury the rest.
 MAX_FAILURES = 50
@@ -182,6 +183,7 @@ def job_figures(runs: QuerySet[JobRun], start: datetime, end: datetime) -> list[
             skipped=count(SKIPPED),
             retried=count(RETRIED),
             running=count(RUNNING),
+            cancelled=count(CANCELLED),
         )
     )
     postgres = connection.vendor == "postgresql"

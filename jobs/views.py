@@ -15,6 +15,7 @@ from django.utils.dateparse import parse_datetime
 
 from jobs.health import cached_job_health
 from jobs.models import Backup
+from jobs.pictures import health_pictures
 from scheduler import engine, presence, queues
 from scheduler.models import JobRun
 
@@ -102,5 +103,6 @@ def health(request: HttpRequest) -> HttpResponse:
         **admin.site.each_context(request),
         "title": "Health",
         **health_context(),
+        **health_pictures(),
     }
     return TemplateResponse(request, "admin/nightshift_health.html", context)

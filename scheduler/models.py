@@ -22,6 +22,8 @@ class JobRun(models.Model):
         EXPIRED = "expired", "expired"
         # Beat never sent it: it was down, not leading, or the broker refused, past the deadline.
         MISSED = "missed", "missed"
+        # Stopped from the admin while running (scheduler.services.cancel_run): not a failure.
+        CANCELLED = "cancelled", "cancelled"
 
     class Trigger(models.TextChoices):
         SCHEDULE = "schedule", "schedule"
@@ -29,6 +31,8 @@ class JobRun(models.Model):
         RETRY = "retry", "retry"
 
     FINAL_ERRORS = (Status.FAILED, Status.TIMED_OUT, Status.LOST)
+    # What the admin may run again with the same arguments (scheduler.services.retry_run).
+    RETRYABLE = FINAL_ERRORS
 
     task_id = models.CharField(max_length=255, db_index=True)
     job = models.CharField(max_length=200, help_text="The Celery task name, e.g. jobs.heartbeat.")
@@ -54,10 +58,34 @@ class JobRun(models.Model):
     traceback = models.TextField(blank=True)
     sentry_event_id = models.CharField(max_length=32, blank=True)
     result = models.JSONField(null=True, blank=True)
+    # The arguments the job was called with (None: not recorded, as for runs from before they
+    # were, rows beat writes itself, or arguments over scheduler.arguments.MAX_ARGUMENTS_BYTES).
+    args = models.JSONField(null=True, blank=True)
+    kwargs = models.JSONField(null=True, blank=True)
+    # The run an admin retried to start this one. No constraint, no cascade: housekeeping
+    # deletes old runs in fast batches, and a retry outlives its original.
+    retry_of = models.ForeignKey(
+        "self",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        null=True,
+        blank=True,
+        related_name="retries",
+        help_text="The run this one retries (the admin's Retry).",
+    )
+    cancelled_by = models.CharField(
+        max_length=150, blank=True, help_text="The user who cancelled the run in the admin."
+    )
 
     class Meta:
         ordering = ["-started_at", "-id"]
         indexes = [
+            models.Index(
+                fields=["retry_of"],
+                condition=models.Q(retry_of__isnull=False),
+                name="jobrun_retry_of",
+            ),
             models.Index(fields=["job", "-started_at"], name="jobrun_job_newest"),
             models.Index(fields=["schedule", "-started_at"], name="jobrun_schedule_newest"),
             models.Index(fields=["status", "started_at"], name="jobrun_status_since"),

@@ -9,7 +9,8 @@ job and schedule; what else the run logs or raises is filtered by config.sentry.
 Check-ins: beat opens one per dispatch (scheduler.engine), in_progress, and puts its id in the
 message headers; `close_checkin` sends the occurrence's final outcome when its final row is
 written: `ok` (succeeded, or skipped by policy: another message has the occurrence, or the
-previous run still holds the overlap lock), `error` (failed, timed out, expired). A retried
+previous run still holds the overlap lock, or cancelled in the admin: an operator's decision,
+not a failure, and never a Sentry event), `error` (failed, timed out, expired). A retried
 attempt re-sends `in_progress` with the same id: the retry closes it. A lost run is closed by
 its redelivery, or Sentry times it out at its max runtime; a missed slot was never sent, so
 Sentry reports it missed on its own.
@@ -35,6 +36,7 @@ CHECKIN_STATUS: dict[str, str] = {
     S.SUCCEEDED: MonitorStatus.OK,
     S.SKIPPED_DUPLICATE: MonitorStatus.OK,
     S.SKIPPED_OVERLAP: MonitorStatus.OK,
+    S.CANCELLED: MonitorStatus.OK,
     S.FAILED: MonitorStatus.ERROR,
     S.TIMED_OUT: MonitorStatus.ERROR,
     S.EXPIRED: MonitorStatus.ERROR,

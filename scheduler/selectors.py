@@ -8,7 +8,8 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from celery import current_app
 from django.db.models import Model, OuterRef, Q, QuerySet, Subquery
@@ -151,3 +152,54 @@ def with_last_runs(queryset: QuerySet[Any]) -> QuerySet[Any]:
 def recent_runs(schedule: str, count: int) -> QuerySet[JobRun]:
     """The newest `count` runs of the schedule named `schedule`, newest first."""
     return JobRun.objects.filter(schedule=schedule).order_by("-started_at")[:count]
+
+
+class StripRun(NamedTuple):
+    """What a run strip (scheduler.charts) draws of a run: rows, not models (a list page draws
+    2,000 of them)."""
+
+    pk: int
+    schedule: str
+    started_at: datetime
+    finished_at: datetime | None
+    duration_seconds: float | None
+    status: str
+    attempt: int
+    error_type: str
+
+
+def _strip_rows(runs: QuerySet[JobRun]) -> list[StripRun]:
+    return [StripRun(*row) for row in runs.values_list("pk", *StripRun._fields[1:])]
+
+
+def strip_runs(schedule: str, count: int) -> list[StripRun]:
+    """The newest `count` runs of one schedule, newest first, as a strip draws them."""
+    return _strip_rows(recent_runs(schedule, count))
+
+
+def with_strip_start(queryset: QuerySet[Any], count: int) -> QuerySet[Any]:
+    """Annotate each schedule with `strip_since`: when its `count`-th newest run started (None:
+    it has fewer), one index probe (jobrun_schedule_newest) per schedule shown."""
+    runs = JobRun.objects.filter(schedule=OuterRef("name")).order_by("-started_at")
+    annotated: QuerySet[Any] = queryset.annotate(
+        strip_since=Subquery(runs.values("started_at")[count - 1 : count])
+    )
+    return annotated
+
+
+def strips_of(schedules: Iterable[Any], count: int) -> dict[str, list[StripRun]]:
+    """The newest `count` runs of each schedule (annotated by `with_strip_start`), newest first,
+    by schedule name: one query, an index range per schedule (jobrun_schedule_newest)."""
+    ranges = Q(pk__in=[])
+    for schedule in schedules:
+        since: datetime | None = schedule.strip_since
+        if since is None:
+            ranges |= Q(schedule=schedule.name)
+        else:
+            ranges |= Q(schedule=schedule.name, started_at__gte=since)
+    found: dict[str, list[StripRun]] = {}
+    for run in _strip_rows(JobRun.objects.filter(ranges).order_by("-started_at", "-id")):
+        runs = found.setdefault(run.schedule, [])
+        if len(runs) < count:  # runs that started at the same moment as the count-th
+            runs.append(run)
+    return found

@@ -1,4 +1,5 @@
-"""Things that change schedules: run one now, enable, disable, duplicate, set its run policy.
+"""Things that change schedules and runs: run one now (with its own arguments or others),
+enable, disable, duplicate, set its run policy; retry a run, cancel a running one.
 
 The admin's actions call these, and so do sync_schedules and housekeeping. A bulk change goes in
 primary-key chunks and ends with PeriodicTasks.update_changed(): update() sends no signal, and
@@ -18,44 +19,110 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
-from scheduler import policy, selectors
+from scheduler import policy, recording, selectors
 from scheduler.batching import chunks
-from scheduler.models import Schedule, SchedulePolicy
-from scheduler.recording import REQUESTED_BY_HEADER, SCHEDULE_HEADER
+from scheduler.models import JobRun, Schedule, SchedulePolicy
+from scheduler.recording import REQUESTED_BY_HEADER, RETRY_OF_HEADER, SCHEDULE_HEADER
 
 logger = logging.getLogger(__name__)
 
 BATCH = 500  # rows per UPDATE ... WHERE pk IN (...)
 
 
-def run_now(task: PeriodicTask, requested_by: str) -> str:
+def run_now(
+    task: PeriodicTask,
+    requested_by: str,
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+) -> str:
     """Publish one run of the schedule now, recorded as `manual` by `requested_by`; the task id.
 
     The message carries what beat would send (arguments, queue, the schedule's run-policy
-    overrides) plus the name of who asked.
+    overrides) plus the name of who asked. `args` and `kwargs`, when given, replace the
+    schedule's arguments for this run only (the caller checks them: scheduler.arguments).
     """
     if task.task not in selectors.registered_jobs():
         raise LookupError(f"{task.task} is not a registered job; nothing was sent")
     try:
-        args = json.loads(task.args or "[]")
-        kwargs = json.loads(task.kwargs or "{}")
-        headers = json.loads(task.headers or "{}")
+        if args is None:
+            args = json.loads(task.args or "[]")
+        if kwargs is None:
+            kwargs = json.loads(task.kwargs or "{}")
     except ValueError as exc:
         raise ValueError(f"its arguments are not valid JSON ({exc}); nothing was sent") from exc
-    policy_headers, options = policy.dispatch_options(task.name)
-    headers = {
-        **(headers if isinstance(headers, dict) else {}),
+    task_id = _publish(task.task, args, kwargs, task, {REQUESTED_BY_HEADER: requested_by})
+    logger.info("%s (%s) run by %s: task %s", task.name, task.task, requested_by, task_id)
+    return task_id
+
+
+def _publish(
+    job: str,
+    args: Any,
+    kwargs: Any,
+    task: PeriodicTask | None,
+    headers: dict[str, Any],
+    schedule: str = "",
+) -> str:
+    """Send `job` with these arguments as its schedule `task` would (its headers, queue and
+    run-policy overrides) plus `headers`; the task id. Without the schedule row (`schedule`
+    names one that was deleted, or none), the job's own defaults."""
+    name = task.name if task is not None else schedule
+    try:
+        stored = json.loads(task.headers or "{}") if task is not None else {}
+    except ValueError as exc:
+        raise ValueError(f"its headers are not valid JSON ({exc}); nothing was sent") from exc
+    policy_headers, options = policy.dispatch_options(name) if name else ({}, {})
+    message_headers = {
+        **(stored if isinstance(stored, dict) else {}),
         **policy_headers,
-        SCHEDULE_HEADER: task.name,
-        REQUESTED_BY_HEADER: requested_by,
+        **({SCHEDULE_HEADER: name} if name else {}),
+        **headers,
     }
     for option in ("queue", "exchange", "routing_key", "priority"):
-        value = getattr(task, option)
+        value = getattr(task, option, None)
         if value not in (None, ""):
             options[option] = value
-    result = current_app.send_task(task.task, args=args, kwargs=kwargs, headers=headers, **options)
-    logger.info("%s (%s) run by %s: task %s", task.name, task.task, requested_by, result.id)
+    result = current_app.send_task(
+        job, args=args, kwargs=kwargs, headers=message_headers, **options
+    )
     return str(result.id)
+
+
+def retry_run(run: JobRun, requested_by: str) -> str:
+    """Send a failed, lost or timed-out run's job again with the arguments that run had, as a
+    new task (trigger `retry`) whose row names `requested_by` and links to `run`; its task id.
+
+    ValueError or LookupError, saying why and that nothing was sent, for a run of another status,
+    a run whose arguments were not recorded, or a job no longer registered.
+    """
+    if run.status not in JobRun.RETRYABLE:
+        raise ValueError(
+            f"run #{run.pk} {run.get_status_display()}: only a failed, lost or timed-out run "
+            "can be retried; nothing was sent"
+        )
+    if run.job not in selectors.registered_jobs():
+        raise LookupError(f"{run.job} is not a registered job any more; nothing was sent")
+    if run.args is None or run.kwargs is None:
+        raise ValueError(
+            f"run #{run.pk} has no recorded arguments (recorded before runs kept them, written "
+            "by beat, or over the size cap), so it cannot be run again with the same ones; "
+            "nothing was sent"
+        )
+    task = PeriodicTask.objects.filter(name=run.schedule).first() if run.schedule else None
+    headers = {REQUESTED_BY_HEADER: requested_by, RETRY_OF_HEADER: run.pk}
+    task_id = _publish(run.job, run.args, run.kwargs, task, headers, schedule=run.schedule)
+    logger.info("run %s of %s retried by %s: task %s", run.pk, run.job, requested_by, task_id)
+    return task_id
+
+
+def cancel_run(run: JobRun, by: str) -> bool:
+    """Cancel a `running` run: the workers revoke its task and terminate the process running it
+    (Celery's default SIGTERM: a pool process dies of it at once), its row says `cancelled` by
+    `by`, and no later delivery of its message runs (scheduler.recording.cancel). False,
+    changing nothing, if the run had already ended."""
+    return recording.cancel(
+        run, by, lambda: current_app.control.revoke(run.task_id, terminate=True, signal="SIGTERM")
+    )
 
 
 def enable(schedules: QuerySet[Any]) -> list[int]:

@@ -7,6 +7,7 @@ from typing import Any
 from celery.signals import (
     before_task_publish,
     task_postrun,
+    task_revoked,
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
@@ -73,6 +74,14 @@ def close_unusable_connections(sender: Any = None, **kwargs: Any) -> None:
     """Between jobs, drop a broken or aged database connection, as Django does per request."""
     if sender is not None and not getattr(sender.request, "is_eager", False):
         close_old_connections()
+
+
+@task_revoked.connect(dispatch_uid="nightshift-run-terminated")
+def release_terminated_run(request: Any = None, terminated: bool = False, **kwargs: Any) -> None:
+    """The worker's main process killed a run (the admin cancelled it): its dead process
+    cannot give back its leases, so this does (scheduler.recording.cancel)."""
+    if terminated and request is not None:
+        recording.terminated(request)
 
 
 @worker_ready.connect(dispatch_uid="nightshift-worker-presence")

@@ -87,3 +87,20 @@ def count_in_db_job(key: str, seconds: float = 0.0) -> dict[str, int]:
         cursor.execute("SELECT 1")
     time.sleep(seconds)
     return {"executions": int(redis_client().incr(f"tests:count:{key}"))}
+
+
+@app.task(name="tests.fail_first")
+def fail_first_job(key: str) -> dict[str, int]:
+    """Fails (not a transient error: no retry) the first time it runs for `key`, then succeeds."""
+    calls = int(redis_client().incr(f"tests:calls:{key}"))
+    if calls == 1:
+        raise ValueError(f"the first call for {key} fails")
+    return {"calls": calls}
+
+
+@app.task(name="tests.count_then_sleep")
+def count_then_sleep_job(key: str, seconds: float) -> dict[str, int]:
+    """Counts its start under `key` in the suite's Redis, then sleeps `seconds`."""
+    started = int(redis_client().incr(f"tests:started:{key}"))
+    time.sleep(seconds)
+    return {"started": started}

@@ -200,7 +200,42 @@ class PolicyForm(forms.Form):
         return data
 
 
-class ScheduleForm(TimingForm, PolicyForm, forms.ModelForm[Schedule]):
+class JobArguments(forms.BaseForm):
+    """The `args` and `kwargs` fields of a form, JSON checked as the schedule form checks them:
+    a list and an object, at most MAX_ARGUMENTS_BYTES, fitting the job's signature and types."""
+
+    def _json(self, field: str, kind: type, example: str) -> Any:
+        text = (self.cleaned_data.get(field) or "").strip() or ("[]" if kind is list else "{}")
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise ValidationError(f"Not valid JSON: {exc}.") from exc
+        if not isinstance(value, kind):
+            raise ValidationError(f"Must be a JSON {kind.__name__}, like {example}.")
+        return value
+
+    def clean_args(self) -> str:
+        return self._fits(self._json("args", list, '["a", 2]'))
+
+    def clean_kwargs(self) -> str:
+        return self._fits(self._json("kwargs", dict, '{"day": "2026-01-31"}'))
+
+    def _fits(self, value: Any) -> str:
+        too_big = size_problem(value, {})
+        if too_big:
+            raise ValidationError(too_big)
+        return json.dumps(value)
+
+    def check_arguments(self, job: str, data: dict[str, Any]) -> None:
+        """Add an error for each way the cleaned args and kwargs do not fit `job`."""
+        if "args" in data and "kwargs" in data:
+            args, kwargs = json.loads(data["args"]), json.loads(data["kwargs"])
+            for problem in check_arguments(job, args, kwargs):
+                positional = "positional" in problem or (args and not kwargs)
+                self.add_error("args" if positional else "kwargs", problem)
+
+
+class ScheduleForm(TimingForm, PolicyForm, JobArguments, forms.ModelForm[Schedule]):
     """Edits a schedule and its run policy; a crontab typed here is stored as a CrontabSchedule."""
 
     # The admin builds these from the model (with its add buttons and date widgets).
@@ -335,28 +370,6 @@ class ScheduleForm(TimingForm, PolicyForm, forms.ModelForm[Schedule]):
             )
         return name
 
-    def _json(self, field: str, kind: type, example: str) -> Any:
-        text = (self.cleaned_data.get(field) or "").strip() or ("[]" if kind is list else "{}")
-        try:
-            value = json.loads(text)
-        except ValueError as exc:
-            raise ValidationError(f"Not valid JSON: {exc}.") from exc
-        if not isinstance(value, kind):
-            raise ValidationError(f"Must be a JSON {kind.__name__}, like {example}.")
-        return value
-
-    def clean_args(self) -> str:
-        return self._fits(self._json("args", list, '["a", 2]'))
-
-    def clean_kwargs(self) -> str:
-        return self._fits(self._json("kwargs", dict, '{"day": "2026-01-31"}'))
-
-    def _fits(self, value: Any) -> str:
-        too_big = size_problem(value, {})
-        if too_big:
-            raise ValidationError(too_big)
-        return json.dumps(value)
-
     def clean_queue(self) -> str | None:
         queue: str | None = (self.cleaned_data.get("queue") or "").strip() or None
         if queue is None:
@@ -380,11 +393,8 @@ class ScheduleForm(TimingForm, PolicyForm, forms.ModelForm[Schedule]):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         name = data.get("task")
-        if name in self.jobs and "args" in data and "kwargs" in data:
-            args, kwargs = json.loads(data["args"]), json.loads(data["kwargs"])
-            for problem in check_arguments(name, args, kwargs):
-                positional = "positional" in problem or (args and not kwargs)
-                self.add_error("args" if positional else "kwargs", problem)
+        if name in self.jobs:
+            self.check_arguments(name, data)
         self._check_time_limits(data)
         if data.get("enabled"):
             self._check_runs(data)

@@ -7,10 +7,12 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import Max, Min, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern
 from django.utils import timezone
 from django.utils.html import format_html
 
+from scheduler.admin.controls import RunControls
 from scheduler.models import JobRun
 from scheduler.presentation import human_duration
 from scheduler.reporting import sentry_event_url
@@ -91,7 +93,7 @@ class RunScheduleFilter(admin.SimpleListFilter):
 
 
 @admin.register(JobRun)
-class JobRunAdmin(WrittenByJobs, admin.ModelAdmin[JobRun]):
+class JobRunAdmin(RunControls, WrittenByJobs, admin.ModelAdmin[JobRun]):
     list_display = [
         "id",
         "job",
@@ -114,6 +116,7 @@ class JobRunAdmin(WrittenByJobs, admin.ModelAdmin[JobRun]):
         "schedule",
         "trigger",
         "status",
+        "controls",
         "attempt",
         "task_id",
         "slot",
@@ -127,6 +130,7 @@ class JobRunAdmin(WrittenByJobs, admin.ModelAdmin[JobRun]):
         "error_message",
         "traceback",
         "sentry",
+        "arguments",
         "result",
     )
 
@@ -149,3 +153,18 @@ class JobRunAdmin(WrittenByJobs, admin.ModelAdmin[JobRun]):
 
     def has_delete_permission(self, request: HttpRequest, obj: JobRun | None = None) -> bool:
         return False
+
+    def get_urls(self) -> list[URLPattern]:
+        return [*self.control_urls(), *super().get_urls()]
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: JobRun | None = None,
+    ) -> HttpResponse:
+        context.update(self.control_context(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)

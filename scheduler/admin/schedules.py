@@ -10,6 +10,7 @@ read scheduler.selectors, the form scheduler.admin.forms, the history lines sche
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any, cast
 from urllib.parse import urlencode
@@ -34,7 +35,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django_celery_beat.models import PeriodicTask
 
-from scheduler import history, selectors, services
+from scheduler import charts, history, selectors, services
+from scheduler.admin.controls import RunWithArguments
 from scheduler.admin.forms import ScheduleForm, TimingForm
 from scheduler.broken import broken_reason
 from scheduler.describe import schedule_in_words
@@ -132,10 +134,11 @@ VIEW_FIELDSETS: list[tuple[str | None, dict[str, Any]]] = [
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin[Schedule]):
+class ScheduleAdmin(RunWithArguments, admin.ModelAdmin[Schedule]):
     form = ScheduleForm
     list_display = [
         "name",
+        "strip",
         "job",
         "in_words",
         "enabled",
@@ -164,10 +167,23 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
     ]
 
     class Media:
-        css = {"all": ["scheduler/schedules.css"]}
+        css = {"all": ["scheduler/schedules.css", "scheduler/charts.css"]}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
-        return selectors.with_last_runs(super().get_queryset(request))
+        queryset = selectors.with_last_runs(super().get_queryset(request))
+        return selectors.with_strip_start(queryset, charts.LIST_STRIP.slots)
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        """The list's page, each schedule with its newest runs for its strip (one query)."""
+        changelist = super().get_changelist_instance(request)
+        page = list(changelist.result_list)  # evaluated here, and kept by the queryset
+        strips = selectors.strips_of(page, charts.LIST_STRIP.slots)
+        for schedule in page:
+            schedule.strip_runs = strips.get(schedule.name, [])
+        shown = Counter(run.status for runs in strips.values() for run in runs)
+        legend = charts.status_legend(shown) if shown else ""
+        changelist.strip_legend = legend  # type: ignore[attr-defined]  # change_list.html shows it
+        return changelist
 
     def get_fieldsets(self, request: HttpRequest, obj: Schedule | None = None) -> Any:
         if obj is not None and not self.has_change_permission(request, obj):
@@ -241,6 +257,11 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
     def last_success(self, obj: Schedule) -> str:
         at = getattr(obj, "last_success_at", None)
         return local_text(at) if at else "never"
+
+    @admin.display(description=f"last {charts.LIST_STRIP.slots} runs")
+    def strip(self, obj: Schedule) -> SafeString | str:
+        runs = getattr(obj, "strip_runs", [])
+        return charts.run_strip(runs, charts.LIST_STRIP, obj.name) if runs else "—"
 
     # --- change page ---
 
@@ -328,8 +349,25 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         obj: Schedule | None = None,
     ) -> HttpResponse:
         context["can_run"] = obj is not None and self.has_run_permission(request)
+        context["run_strip"] = self._run_strip(obj) if obj is not None and obj.pk else ""
+        context["run_strip_slots"] = charts.PAGE_STRIP.slots
         context["job_catalog"] = selectors.job_catalog()
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _run_strip(self, obj: Schedule) -> SafeString:
+        """The strip of the schedule's last runs, with its legend (change_form.html's top)."""
+        runs = selectors.strip_runs(obj.name, charts.PAGE_STRIP.slots)
+        if not runs:
+            return format_html('<p class="chart-note">{}</p>', "No runs yet.")
+        longest = max((r.duration_seconds or 0.0 for r in runs), default=0.0)
+        return format_html(
+            '{}{}<p class="chart-note">{}</p>',
+            charts.run_strip(runs, charts.PAGE_STRIP),
+            charts.status_legend(Counter(r.status for r in runs)),
+            f"Oldest on the left, newest on the right; height: duration (tallest "
+            f"{human_duration(longest) if longest else '—'}). Point at a bar for its times, "
+            "click it for the run.",
+        )
 
     # --- history ---
 
@@ -431,6 +469,7 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
                 self.admin_site.admin_view(self.run_view),
                 name="{}_{}_run".format(*info),
             ),
+            *self.arguments_urls(),
         ]
         return [*extra, *super().get_urls()]
 

@@ -1,6 +1,6 @@
 """Run recording: every execution of a job leaves one JobRun row, guarded by Redis leases.
 
-The public face, for JobTask (scheduler.tasks) and the lost-run check:
+The public face, for JobTask (scheduler.tasks), the lost-run check and the admin's services:
 
 - `Dispatch.from_request(job, request)`: where a run came from (its message's headers).
 - `admit(dispatch, overlap=..., start_deadline=...)`: an `ActiveRun`, or `Skipped` with its
@@ -12,6 +12,9 @@ The public face, for JobTask (scheduler.tasks) and the lost-run check:
 - `flush()`: a worker process that exits first writes the rows it has handed over.
 - `claim_occurrences([(schedule, slot, token), ...])`: beat records a missed slot under the same
   claim a worker takes, so that a late delivery of it is a duplicate.
+- `cancel(run, by)`: the admin closes a `running` run as `cancelled` and marks its task id, so
+  that admission refuses any later delivery of its message; `terminated(request)`: the worker
+  that killed it gives back its leases (scheduler.recording.cancel).
 
 The life of a run's row:
 
@@ -33,6 +36,8 @@ The life of a run's row:
    answer) unless the database has them, updates a `running` row whose final row is kept, and
    closes `running` rows whose liveness lease lapsed: `lost`, or `timed_out` past the job's
    hard time limit.
+6. A run cancelled in the admin is closed there (`cancelled`, by whom) while its worker kills
+   it; nothing of the killed process is written, and no later delivery of its message runs.
 """
 
 from __future__ import annotations
@@ -42,10 +47,12 @@ from datetime import datetime
 
 from scheduler.models import JobRun
 from scheduler.recording import leases, rows
+from scheduler.recording.cancel import cancel, terminated
 from scheduler.recording.dispatch import (
     ENQUEUED_HEADER,
     NEXT_SLOT_HEADER,
     REQUESTED_BY_HEADER,
+    RETRY_OF_HEADER,
     SCHEDULE_HEADER,
     SLOT_HEADER,
     Dispatch,
@@ -58,6 +65,7 @@ __all__ = [
     "ENQUEUED_HEADER",
     "NEXT_SLOT_HEADER",
     "REQUESTED_BY_HEADER",
+    "RETRY_OF_HEADER",
     "SCHEDULE_HEADER",
     "SLOT_HEADER",
     "ActiveRun",
@@ -65,10 +73,12 @@ __all__ = [
     "Recovered",
     "Skipped",
     "admit",
+    "cancel",
     "claim_occurrences",
     "error_name",
     "flush",
     "recover",
+    "terminated",
 ]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from scheduler.arguments import size_problem
 from scheduler.models import JobRun
 from scheduler.policy import POLICY_HEADER
 
@@ -22,6 +23,8 @@ SCHEDULE_HEADER = "periodic_task_name"  # django-celery-beat's
 # A run started by hand (admin "run now"): who asked. Marks the run `manual` even though it
 # carries its schedule's name (so it shares the schedule's overlap lock).
 REQUESTED_BY_HEADER = "nightshift_requested_by"
+# A run the admin's Retry started: the id of the run it retries (its trigger is `retry`).
+RETRY_OF_HEADER = "nightshift_retry_of"
 
 
 def _header_time(headers: dict[str, Any], name: str) -> datetime | None:
@@ -83,8 +86,13 @@ class Dispatch:
         )
 
     @property
+    def retry_of(self) -> int | None:
+        value = self.headers.get(RETRY_OF_HEADER)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
     def trigger(self) -> str:
-        if self.attempt > 1:
+        if self.attempt > 1 or self.retry_of is not None:
             return JobRun.Trigger.RETRY
         if self.schedule and REQUESTED_BY_HEADER not in self.headers:
             return JobRun.Trigger.SCHEDULE
@@ -107,6 +115,8 @@ class Dispatch:
         return self.next_slot
 
     def new_run(self, status: str, **fields: Any) -> JobRun:
+        # The arguments, for the admin's Retry; not kept past the cap the schedule form sets.
+        recorded = not size_problem(self.args, self.kwargs)
         return JobRun(
             task_id=self.task_id,
             job=self.job,
@@ -119,5 +129,8 @@ class Dispatch:
             attempt=self.attempt,
             worker=self.worker,
             requested_by=str(self.headers.get(REQUESTED_BY_HEADER) or "")[:150],
+            args=self.args if recorded else None,
+            kwargs=self.kwargs if recorded else None,
+            retry_of_id=self.retry_of,
             **fields,
         )

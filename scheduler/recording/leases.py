@@ -11,6 +11,11 @@ keep it unacknowledged. When the lost-run check finds the attempt lost, it marks
 key SUPERSEDED (only if no delivery holds it) and sends the message again as the next attempt;
 a later delivery of the lost attempt (Redis hands it out again after its visibility timeout)
 then finds the mark and is a duplicate.
+
+A run cancelled in the admin leaves a mark under its task id (`cancel_key`, holding who
+cancelled it) for as long as its message could come back: admission reads it in the same
+round trip and refuses any later delivery (Celery's own list of revoked ids lives in the
+memory of the workers that were running, and a restarted worker forgets it).
 """
 
 from __future__ import annotations
@@ -59,6 +64,36 @@ def redelivery_seconds() -> int:
     return int(options.get("visibility_timeout", 3600))
 
 
+def cancel_key(task_id: str) -> str:
+    """The mark of a task id cancelled in the admin; it holds who cancelled which run."""
+    return f"nightshift:cancelled:{task_id}"
+
+
+def mark_cancelled(task_id: str, note: str) -> bool:
+    """Mark `task_id` cancelled (`note`: by whom, which run) until any late delivery of its
+    message has come; False if it already was."""
+    ttl = redelivery_seconds() + 86400
+    return bool(client().set(cancel_key(task_id), note, nx=True, ex=ttl))
+
+
+def cancelled_note(task_id: str) -> str | None:
+    """Who cancelled `task_id` and which run, if it was cancelled in the admin."""
+    note = client().get(cancel_key(task_id))
+    return note.decode() if isinstance(note, bytes) else note
+
+
+def unmark_cancelled(task_id: str) -> None:
+    client().delete(cancel_key(task_id))
+
+
+def release_for(token: str, keys: list[str]) -> None:
+    """Release the leases `keys` where `token` still holds them (one round trip)."""
+    pipe = client().pipeline(transaction=False)
+    for key in keys:
+        pipe.eval(Lock.LUA_RELEASE_SCRIPT, 1, key, token)
+    pipe.execute()
+
+
 def occurrence_key(schedule: str, slot: datetime) -> str:
     return f"nightshift:occurrence:{schedule}:{slot.isoformat()}"
 
@@ -93,13 +128,13 @@ def admit(
 ) -> tuple[str, Lock | None]:
     """Claim an occurrence (schedule, slot, ttl in seconds) and take an overlap lock for
     `token`, in one round trip: ("ok", the lock or None), ("duplicate", None) when another
-    message has the occurrence, ("overlap", None) when another run holds the lock.
+    message has the occurrence, ("overlap", None) when another run holds the lock,
+    ("cancelled: NOTE", None) when the task id was cancelled in the admin.
 
     The lock is a redis-py `Lock` (token, extend, Lua release); its acquisition is the same
     SET NX PX that `Lock.acquire` sends, pipelined with the claim."""
-    if occurrence is None and lock_key is None:
-        return "ok", None
     pipe = client().pipeline(transaction=False)
+    pipe.get(cancel_key(token))
     if occurrence is not None:
         schedule, slot, ttl = occurrence
         key = occurrence_key(schedule, slot)
@@ -107,6 +142,12 @@ def admit(
     if lock_key is not None:
         pipe.set(lock_key, token, nx=True, px=int(lease_seconds() * 1000))
     replies = pipe.execute()
+    cancelled = replies.pop(0)
+    if cancelled is not None:
+        if lock_key is not None:  # taken by this delivery, or still by the cancelled one
+            release_for(token, [lock_key])
+        note = cancelled.decode() if isinstance(cancelled, bytes) else str(cancelled)
+        return f"cancelled: {note}", None
     if occurrence is not None:
         previous = replies.pop(0)
         if previous is not None and previous != token.encode():

@@ -76,6 +76,12 @@ def _skip(dispatch: Dispatch, status: str, message: str) -> Skipped:
     return Skipped(run)
 
 
+def _cancelled(dispatch: Dispatch, note: str) -> Skipped:
+    """A delivery of a task id cancelled in the admin (its message came back): not run."""
+    message = f"{note}; this delivery of its message does not run"
+    return _skip(dispatch, JobRun.Status.SKIPPED_DUPLICATE, message)
+
+
 def _database_refused(run: JobRun, exc: DatabaseError) -> None:
     logger.warning(
         "%s run %s attempt %d: the database did not take its %s row (%s); it is kept in Redis "
@@ -94,6 +100,8 @@ def admit(
     """Decide whether a dispatch runs, and start its run if it does.
 
     A first attempt past its deadline is `expired`;
+    a delivery of a task id cancelled in the admin (a redelivery of its message) is
+    `skipped_duplicate`;
     an occurrence (schedule, slot) already claimed by another message is `skipped_duplicate`;
     with overlap "skip", a run of the same job and schedule still holding the lock makes this
     one `skipped_overlap`. Redis errors propagate: nothing was started. A skip's row the
@@ -127,6 +135,12 @@ def _admit(
 ) -> ActiveRun | Skipped:
     deadline = dispatch.deadline(start_deadline)
     if deadline is not None and timezone.now() > deadline:
+        # A late copy of a run cancelled in the admin says so, and its Crons check-in (closed
+        # `ok` by the cancel) gets no `error`. Without Redis, it is just expired.
+        with contextlib.suppress(redis.RedisError):
+            note = leases.cancelled_note(dispatch.task_id)
+            if note:
+                return _cancelled(dispatch, note)
         return _skip(
             dispatch,
             JobRun.Status.EXPIRED,
@@ -147,6 +161,8 @@ def _admit(
         )
     if verdict == "overlap":
         return _skip(dispatch, JobRun.Status.SKIPPED_OVERLAP, "a run of this job is still running")
+    if verdict.startswith("cancelled: "):
+        return _cancelled(dispatch, verdict.removeprefix("cancelled: "))
     active = ActiveRun(dispatch, lock, alive)
     if not dispatch.eager:  # an eager run (tests, shell) ends before any keeper could help
         keeper.watch(active.tick)

@@ -84,12 +84,14 @@ def test_one_beat_leads_and_a_standby_takes_over_when_it_is_killed(
     assert len(slots) == len(set(slots)), "a slot has two rows"
     expected = [slots[0] + timedelta(seconds=2 * k) for k in range(len(slots))]
     assert slots == expected, "a slot has no row"
-    assert {r.status for r in runs} <= {S.SUCCEEDED, S.MISSED}
+    # A slot ran; or no beat sent it before its 2-s deadline (missed); or, on a loaded machine,
+    # one sent just inside its deadline reached the worker just after it (expired).
+    assert {r.status for r in runs} <= {S.SUCCEEDED, S.MISSED, S.EXPIRED}
+    late = [r for r in runs if r.status in (S.MISSED, S.EXPIRED)]
+    assert all("deadline" in r.error_message for r in late), [r.error_message for r in late]
     # Missed: slots before any beat ran, and slots of the takeover gap past their deadline.
     missed = [r.slot for r in runs if r.status == S.MISSED and r.slot is not None]
     in_gap = [s for s in missed if killed_at - timedelta(seconds=2) <= s <= timezone.now()]
     before = [s for s in missed if s < leading_since]
     assert sorted(in_gap + before) == sorted(missed)
-    missed_rows = [r for r in runs if r.status == S.MISSED]
-    assert all("deadline" in r.error_message for r in missed_rows)
     assert "Sending due task" in new_leader.log()

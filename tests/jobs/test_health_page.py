@@ -160,10 +160,26 @@ def test_the_page_reads_the_cache_not_the_run_table(
     for i in range(50):
         run(f"jobs.job{i % 5}", f"schedule-{i % 5}", JobRun.Status.FAILED, i)
     cache.refresh_all().raise_for_failures()
-    # Session, user, latest backup: the figures come from the cached summary.
-    with django_assert_max_num_queries(3):
+    # Session, user, latest backup, the last 30 days' backups (their chart): the figures and
+    # the runs per hour come from the cache.
+    with django_assert_max_num_queries(4):
         assert admin_client.get(URL).status_code == 200
 
 
 def test_the_admin_index_links_to_the_health_page(admin_client: Client) -> None:
     assert 'href="/admin/health/"' in admin_client.get("/admin/").content.decode()
+
+
+def test_a_cancelled_run_is_not_a_failure(admin_client: Client) -> None:
+    daily = CrontabSchedule.objects.create(minute="30", hour="2", timezone="Asia/Shanghai")
+    PeriodicTask.objects.create(name="nightly-backup", task="jobs.backup_database", crontab=daily)
+    run("jobs.backup_database", "nightly-backup", JobRun.Status.CANCELLED, 30)
+    presence.record_beat_tick()
+    cache.refresh_all().raise_for_failures()
+
+    page = admin_client.get(URL).content.decode()
+
+    attention = page[page.index('id="attention"') : page.index('id="failures"')]
+    assert "last run cancelled" not in attention  # what a failed one says ("last run failed")
+    failures = page[page.index('id="failures"') : page.index('id="upcoming"')]
+    assert "jobs.backup_database" not in failures

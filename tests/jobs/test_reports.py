@@ -102,6 +102,7 @@ def make_day() -> dict[str, JobRun]:
         "jobs.refresh_cache", S.LOST, at(DAY, 6), error_type="RunLost", error_message="worker gone"
     )
     run("jobs.refresh_cache", S.RUNNING, at(DAY, 7))
+    run("jobs.refresh_cache", S.CANCELLED, at(DAY, 7, 30), 12.0, cancelled_by="bob")
     run("jobs.daily_report", S.EXPIRED, at(DAY, 8))  # a job without any duration
     # Outside the day in Shanghai; 07:00 on the next day is still DAY in UTC.
     before, after = DAY - timedelta(days=1), DAY + timedelta(days=1)
@@ -123,20 +124,25 @@ def test_the_figures_match_the_days_runs_in_shanghai_time() -> None:
 
     report = Report.objects.get(day=DAY)
     assert result.report_id == report.pk and result.emailed_to == []
-    counts = ("runs", "succeeded", "failed", "skipped", "retried", "running", "p50", "p95")
+    counts = (
+        *("runs", "succeeded", "failed", "skipped", "retried", "running", "cancelled"),
+        *("p50", "p95"),
+    )
+    # A cancelled run is neither a failure nor a skip; its duration counts.
     assert [(job["job"], *(job[k] for k in counts)) for job in report.data["jobs"]] == [
-        ("jobs.backup_database", 4, 1, 2, 0, 1, 0, 30.0, 3900.0),
-        ("jobs.daily_report", 1, 0, 0, 1, 0, 0, None, None),
-        ("jobs.heartbeat", 20, 20, 0, 0, 0, 0, 10.0, 19.0),
-        ("jobs.refresh_cache", 6, 1, 1, 3, 0, 1, 2.5, 2.5),
+        ("jobs.backup_database", 4, 1, 2, 0, 1, 0, 0, 30.0, 3900.0),
+        ("jobs.daily_report", 1, 0, 0, 1, 0, 0, 0, None, None),
+        ("jobs.heartbeat", 20, 20, 0, 0, 0, 0, 0, 10.0, 19.0),
+        ("jobs.refresh_cache", 7, 1, 1, 3, 0, 1, 1, 2.5, 12.0),
     ]
     assert report.data["totals"] == {
-        "runs": 31,
+        "runs": 32,
         "succeeded": 22,
         "failed": 3,
         "skipped": 4,
         "retried": 1,
         "running": 1,
+        "cancelled": 1,
     }
     shown = report.data["failures"]["shown"]
     assert [f["run_id"] for f in shown] == [
@@ -233,7 +239,7 @@ def test_with_no_recipients_at_all_it_is_stored_and_a_warning_logged(
     assert result.emailed_to == [] and result.not_emailed_because == "no recipients"
     assert smtp.messages == []
     report = Report.objects.get()
-    assert report.emailed_at is None and report.data["totals"]["runs"] == 31
+    assert report.emailed_at is None and report.data["totals"]["runs"] == 32
     assert "REPORT_RECIPIENTS and ADMINS are empty" in caplog.text
 
 
@@ -288,7 +294,7 @@ def test_yesterday_is_the_default_day_in_shanghai() -> None:
 
     assert result.day == DAY
     report = Report.objects.get()
-    assert report.day == DAY and report.data["totals"]["runs"] == 31
+    assert report.day == DAY and report.data["totals"]["runs"] == 32
     assert report.data["generated_at"] == "2025-03-11T00:30:00+08:00"
 
 

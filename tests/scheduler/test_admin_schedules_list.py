@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from html import escape
 from typing import Any
@@ -168,14 +169,17 @@ def test_lists_stay_within_a_query_budget_with_2000_schedules_and_100000_runs(
     many_schedules_and_runs(SCHEDULES, RUNS)
     newest = JobRun.objects.filter(schedule="s0001").order_by("-started_at").first()
     assert newest is not None
-    # session, user, the job filter's choices, the count, the page
+    # session, user, the job filter's choices, the count, the page, its run strips
     with django_assert_max_num_queries(6):
         page = admin_client.get(LIST)
     assert len(page.context["cl"].result_list) == 100
     row = row_of(page.content.decode(), "s0001")
     assert f'href="/admin/scheduler/jobrun/{newest.pk}/change/">timed out</a>' in row
-    with django_assert_max_num_queries(6):
-        failed = admin_client.get(LIST, {"last_status": "failed", "o": "-7"})
+    # Its strip of the last 20 runs (one query for the page's strips), the newest on the right.
+    strip = re.findall(r'class="run-bar" data-status="(\w+)"', row)
+    assert len(strip) == 20 and strip[-1] == "timed_out"
+    with django_assert_max_num_queries(6):  # ordered by the last run's start, newest first
+        failed = admin_client.get(LIST, {"last_status": "failed", "o": "-8"})
     assert failed.status_code == 200
     assert failed.context["cl"].result_count == 0
     with django_assert_max_num_queries(6):

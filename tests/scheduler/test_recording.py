@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -211,3 +212,77 @@ def test_the_keeper_inserts_handed_over_rows_together_and_forgets_them_in_redis(
     )
     assert sum(batches) == 50 and len(batches) < 50, batches  # rows share their INSERT
     assert not client().exists(rows.UNWRITTEN_ROWS_KEY)
+
+
+# --- Run controls: the arguments a row keeps, and a cancelled task id ---------------------------
+
+
+def test_a_row_keeps_its_arguments_and_the_run_it_retries() -> None:
+    original = create_run("tests.noop", S.FAILED, args=[], kwargs={"n": 4})
+    headers: dict[str, Any] = {recording.RETRY_OF_HEADER: original.pk}
+    app.tasks["tests.noop"].apply(kwargs={"n": 4}, headers=headers).get()
+    retry = JobRun.objects.exclude(pk=original.pk).get()
+    assert (retry.args, retry.kwargs, retry.retry_of, retry.trigger) == (
+        [],
+        {"n": 4},
+        original,
+        "retry",
+    )
+
+
+def test_arguments_over_the_size_cap_are_not_kept() -> None:
+    app.tasks["tests.noop"].apply(args=("x" * 20_000,)).get()
+    run = JobRun.objects.get()
+    assert (run.status, run.args, run.kwargs) == (S.SUCCEEDED, None, None)
+
+
+def test_a_delivery_of_a_cancelled_task_id_does_not_run() -> None:
+    redis = client()
+    redis.delete("tests:count:cancelled")
+    leases.mark_cancelled("cancelled-task", "run #5 was cancelled by bob")
+
+    app.tasks["tests.count"].apply(kwargs={"key": "cancelled"}, task_id="cancelled-task")
+
+    run = JobRun.objects.get()
+    assert (run.task_id, run.status) == ("cancelled-task", S.SKIPPED_DUPLICATE)
+    assert run.error_message == (
+        "run #5 was cancelled by bob; this delivery of its message does not run"
+    )
+    assert redis.get("tests:count:cancelled") is None  # the job never ran
+    assert redis.get(leases.lock_key("tests.count", "")) is None  # nor holds its lock
+    redis.delete(leases.cancel_key("cancelled-task"))
+
+
+def test_the_worker_that_killed_a_run_gives_back_its_leases() -> None:
+    from celery.app.task import Context
+
+    redis = client()
+    lock, alive = leases.lock_key("tests.sleep", "nightly"), leases.alive_key("killed", 1)
+    other = leases.lock_key("tests.sleep", "other")
+    for key, token in ((lock, "killed"), (alive, "killed"), (other, "someone-else")):
+        redis.set(key, token, px=60_000)
+    request = Context(
+        {"id": "killed", "task": "tests.sleep", "retries": 0, "periodic_task_name": "nightly"}
+    )
+
+    recording.terminated(request)
+
+    assert [redis.get(key) for key in (lock, alive, other)] == [None, None, b"someone-else"]
+    redis.delete(other)
+
+
+def test_a_late_copy_of_a_cancelled_run_says_so_rather_than_expired() -> None:
+    leases.mark_cancelled("late-task", "run #6 was cancelled by bob")
+    slot = timezone.now() - timedelta(hours=2)
+    headers: dict[str, Any] = {
+        recording.SCHEDULE_HEADER: "hourly",
+        recording.SLOT_HEADER: slot.isoformat(),
+        recording.NEXT_SLOT_HEADER: (slot + timedelta(hours=1)).isoformat(),
+    }
+
+    app.tasks["tests.noop"].apply(task_id="late-task", headers=headers)
+
+    run = JobRun.objects.get()
+    assert run.status == S.SKIPPED_DUPLICATE
+    assert run.error_message.startswith("run #6 was cancelled by bob;")
+    client().delete(leases.cancel_key("late-task"))
