@@ -1,7 +1,8 @@
-"""`make run`: prepare a local Nightshift and start web, worker and beat from the Procfile.
+"""`make run`: prepare a local Nightshift and start web, worker, beat and flower from the Procfile.
 
 Runs with the project's virtualenv Python. Steps: make sure a `.env` exists (a generated
-SECRET_KEY, DEBUG on for a loopback-only run), make sure Redis answers at REDIS_URL (else start
+SECRET_KEY, DEBUG on for a loopback-only run) with a login for Flower (generated, printed once),
+make sure Redis answers at REDIS_URL (else start
 a private redis-server for this run), run the Procfile's release step, collect static files,
 make sure an admin account exists, then hand over to honcho. Ctrl-C stops everything started.
 """
@@ -27,6 +28,7 @@ from devtools import redis_server, system_packages  # noqa: E402  (needs ROOT on
 VAR = ROOT / "var"
 ENV_FILE = Path(os.environ.get("ENV_FILE", ROOT / ".env"))
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
+FLOWER_LOCAL_URL = "http://127.0.0.1:5555/"
 
 
 def say(message: str) -> None:
@@ -54,6 +56,35 @@ def ensure_env_file() -> None:
     with os.fdopen(fd, "w") as handle:
         handle.write("\n".join(lines) + "\n")
     say(f"wrote {ENV_FILE.name} for local use (DEBUG on, generated SECRET_KEY); edit it to change")
+
+
+def env_file_sets(name: str) -> bool:
+    """The env file gives `name` a value (a commented-out line does not count)."""
+    if not ENV_FILE.is_file():
+        return False
+    for line in ENV_FILE.read_text().splitlines():
+        key, _, value = line.strip().partition("=")
+        if key == name and value.strip():
+            return True
+    return False
+
+
+def ensure_flower_credentials() -> None:
+    """Give Flower a generated login in the env file unless one is set; print it this once."""
+    if os.environ.get("FLOWER_BASIC_AUTH") or env_file_sets("FLOWER_BASIC_AUTH"):
+        return
+    password = secrets.token_urlsafe(18)
+    lines = ["# Written by `make run`: Flower's login, and the admin's link to Flower.",
+             f"FLOWER_BASIC_AUTH=admin:{password}"]  # fmt: skip
+    if not os.environ.get("FLOWER_URL") and not env_file_sets("FLOWER_URL"):
+        lines.append(f"FLOWER_URL={FLOWER_LOCAL_URL}")
+    fd = os.open(ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as handle:
+        handle.write("\n".join(lines) + "\n")
+    say(
+        f"Flower at {FLOWER_LOCAL_URL}: user admin, password {password} "
+        f"(FLOWER_BASIC_AUTH in {ENV_FILE.name}; shown this once)"
+    )
 
 
 def redis_answers(url: str) -> bool:
@@ -109,6 +140,7 @@ def main() -> int:
     bin_dir = str(Path(sys.executable).parent)
     os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     ensure_env_file()
+    ensure_flower_credentials()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     from django.conf import settings
@@ -121,9 +153,10 @@ def main() -> int:
         manage("collectstatic", "--noinput", "-v", "0")
         manage("ensure_admin")
         os.environ.setdefault("GUNICORN_CMD_ARGS", "--bind=127.0.0.1:8000")
-        say("starting web, worker and beat; the admin is at http://127.0.0.1:8000/admin/")
+        say("starting web, worker, beat and flower; the admin is at http://127.0.0.1:8000/admin/")
         say("Ctrl-C stops everything")
-        honcho = [str(Path(bin_dir) / "honcho"), "-f", "Procfile", "start", "web", "worker", "beat"]
+        processes = ["web", "worker", "beat", "flower"]
+        honcho = [str(Path(bin_dir) / "honcho"), "-f", "Procfile", "start", *processes]
         say("running: " + shlex.join(honcho))
         child = subprocess.Popen(honcho)
         try:

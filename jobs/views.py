@@ -16,7 +16,7 @@ from django.utils.dateparse import parse_datetime
 from jobs.health import cached_job_health
 from jobs.models import Backup
 from jobs.pictures import health_pictures
-from scheduler import engine, presence
+from scheduler import engine, presence, queues
 from scheduler.models import JobRun
 from scheduler.upcoming import soonest_runs
 
@@ -42,8 +42,9 @@ def _run_url(run_id: int | None) -> str | None:
 
 
 def health_context(now: datetime | None = None) -> dict[str, Any]:
-    """Everything the health page shows: the cached summary, Redis, the latest backup, and the
-    next runs computed now (scheduler.upcoming: a few queries whatever the number of schedules)."""
+    """Everything the health page shows: the cached summary, Redis, the broker (the queues'
+    lengths), the latest backup, and the next runs computed now (scheduler.upcoming: a few
+    queries whatever the number of schedules)."""
     now = now or timezone.now()
     summary = cached_job_health()
     beat_tick = presence.beat_last_tick()
@@ -89,6 +90,7 @@ def health_context(now: datetime | None = None) -> dict[str, Any]:
         "beat_leader": next((b for b in beats if b.role == "leader"), None),
         "workers": _bounded(workers),
         "workers_online": sum(1 for w in workers if w.online),
+        "queues": queues.queue_states(),
         "failing_jobs": _bounded(sorted(failing_jobs, key=lambda j: -j["failures_24h"])),
         "failing_jobs_url": _failed_runs_url(),
         "upcoming": upcoming.runs,

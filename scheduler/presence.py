@@ -2,8 +2,9 @@
 
 Beat stamps a key on every tick (at least every 5 s with DatabaseScheduler); each worker's
 main process stamps its hostname in a hash every PRESENCE_INTERVAL seconds, and the queues it
-consumes in another (the schedule form refuses a queue no live worker consumes). The health page
-reads both without asking the processes anything, so it stays fast when one of them hangs.
+consumes in another (the schedule form offers only queues some live worker consumes; the health
+page shows each queue's consumers). The health page reads both without asking the processes
+anything, so it stays fast when one of them hangs.
 """
 
 from __future__ import annotations
@@ -99,14 +100,7 @@ def workers(now: datetime | None = None) -> list[WorkerPresence]:
 
 def live_queues(now: datetime | None = None) -> set[str]:
     """The queues that some online worker consumes."""
-    online = {worker.hostname for worker in workers(now) if worker.online}
-    return {
-        queue
-        for host, names in client().hgetall(QUEUES_KEY).items()
-        if _text(host) in online
-        for queue in _text(names).split(",")
-        if queue
-    }
+    return set(consumers(now))
 
 
 def start_worker_presence(hostname: str, queues: Iterable[str] = ()) -> threading.Thread:
@@ -125,3 +119,15 @@ def start_worker_presence(hostname: str, queues: Iterable[str] = ()) -> threadin
     thread = threading.Thread(target=loop, name="nightshift-presence", daemon=True)
     thread.start()
     return thread
+
+
+def consumers(now: datetime | None = None) -> dict[str, list[str]]:
+    """Per queue, the online workers that consume it (hostnames, sorted)."""
+    online = {worker.hostname for worker in workers(now) if worker.online}
+    found: dict[str, list[str]] = {}
+    for raw_host, names in client().hgetall(QUEUES_KEY).items():
+        host = _text(raw_host)
+        if host in online:
+            for queue in filter(None, _text(names).split(",")):
+                found.setdefault(queue, []).append(host)
+    return {queue: sorted(hosts) for queue, hosts in found.items()}

@@ -296,7 +296,8 @@ class ScheduleForm(TimingForm, PolicyForm, JobArguments, forms.ModelForm[Schedul
             "expires": "No run after this time (Asia/Shanghai). Empty: never expires.",
             "args": 'A JSON list, e.g. ["a", 2]. Usually empty: jobs take keyword arguments.',
             "kwargs": 'A JSON object, e.g. {"day": "2026-01-31"}.',
-            "queue": "Empty: the default queue. Otherwise a queue a live worker consumes "
+            "queue": "Default: the job's own queue (maintenance for quick jobs, heavy for long "
+            "ones). The others offered are those some live worker consumes "
             "(celery -A config worker -Q NAME).",
         }
 
@@ -318,6 +319,21 @@ class ScheduleForm(TimingForm, PolicyForm, JobArguments, forms.ModelForm[Schedul
         if not self.can_edit_policy:
             for field in POLICY_FIELDS:
                 self.fields[field].disabled = True
+        if "queue" in self.fields:  # a viewer's read-only page has no fields
+            self.fields["queue"].widget = forms.Select(choices=self._queue_choices(task.queue))
+
+    @staticmethod
+    def _queue_choices(current: str | None) -> list[tuple[str, str]]:
+        """Default, then the queues live workers consume; a schedule's own queue is kept."""
+        try:
+            live = presence.live_queues()
+        except redis.RedisError as exc:
+            logger.warning("could not read the workers' queues from Redis: %s", exc)
+            live = set()
+        choices = [("", "default: the job's own queue"), *((q, q) for q in sorted(live))]
+        if current and current not in live:
+            choices.append((current, f"{current} (no live worker consumes it now)"))
+        return choices
 
     def _initial_from(self, task: PeriodicTask) -> None:
         kind = next((k for k in ("crontab", *KIND_FIELDS) if getattr(task, f"{k}_id")), "crontab")
@@ -370,7 +386,7 @@ class ScheduleForm(TimingForm, PolicyForm, JobArguments, forms.ModelForm[Schedul
             raise ValidationError(
                 f"No live worker consumes the queue {queue!r}, so its runs would wait there "
                 f"unseen (queues consumed now: {consumed}). Start a worker with "
-                f"`celery -A config worker -Q {queue}`, or leave the queue empty."
+                f"`celery -A config worker -Q {queue}`, or choose default (the job's own queue)."
             )
         return queue
 

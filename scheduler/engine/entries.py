@@ -107,10 +107,12 @@ class Builder:
         args, kwargs, headers, broken = self._message(task)
         if broken:
             logger.warning("schedule %r is broken: %s", task.name, broken)
+        # An empty queue (or exchange, routing key) is unset: the job's own queue applies
+        # (`queue=` on its task), not Celery's default one.
         options: dict[str, Any] = {
             name: getattr(task, name)
             for name in _MESSAGE_OPTIONS
-            if getattr(task, name) is not None
+            if getattr(task, name) not in (None, "")
         }
         expires = task.expires or task.expire_seconds
         if expires:

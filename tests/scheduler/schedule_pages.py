@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django_celery_beat.models import PeriodicTask
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -87,10 +88,13 @@ def change_data(schedule: PeriodicTask, **overrides: str | None) -> dict[str, st
 
 
 def published(redis: Any) -> list[dict[str, Any]]:
-    """The messages waiting in Celery's default queue: headers plus decoded args/kwargs."""
+    """The messages waiting in Nightshift's queues: the queue, headers and decoded args/kwargs."""
     messages = []
-    for raw in redis.lrange("celery", 0, -1):
-        envelope = json.loads(raw)
-        args, kwargs, _ = json.loads(base64.b64decode(envelope["body"]))
-        messages.append({"headers": envelope["headers"], "args": args, "kwargs": kwargs})
+    for queue in settings.NIGHTSHIFT_QUEUES:
+        for raw in redis.lrange(queue, 0, -1):
+            envelope = json.loads(raw)
+            args, kwargs, _ = json.loads(base64.b64decode(envelope["body"]))
+            messages.append(
+                {"queue": queue, "headers": envelope["headers"], "args": args, "kwargs": kwargs}
+            )
     return messages

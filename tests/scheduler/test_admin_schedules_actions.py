@@ -148,6 +148,7 @@ def test_run_now_publishes_the_schedules_job_with_who_asked(
     [notice] = [str(m) for m in response.context["messages"]]
     assert notice.startswith("report: started jobs.daily_report as a manual run.")
     [message] = published(broker)
+    assert message["queue"] == "heavy", "run now sends the job to its own queue"
     assert message["headers"]["task"] == "jobs.daily_report"
     assert message["headers"]["periodic_task_name"] == "report"
     assert message["headers"]["nightshift_requested_by"] == "erin"

@@ -87,7 +87,7 @@ def test_a_queue_no_live_worker_consumes_is_refused(editor_client: Client, broke
     assert _errors(response.content.decode()) == [
         "No live worker consumes the queue &#x27;reports&#x27;, so its runs would wait there "
         "unseen (queues consumed now: none: no worker is online). Start a worker with "
-        "`celery -A config worker -Q reports`, or leave the queue empty."
+        "`celery -A config worker -Q reports`, or choose default (the job&#x27;s own queue)."
     ]
     assert not Schedule.objects.exists()
 
@@ -109,6 +109,33 @@ def test_a_queue_no_live_worker_consumes_is_refused(editor_client: Client, broke
     assert Schedule.objects.get(pk=saved.pk).description == "the nightly report"
     response = editor_client.post(change_url(saved), form_data(queue="archive"))
     assert "No live worker consumes the queue &#x27;archive&#x27;" in response.content.decode()
+
+
+def _queue_options(html: str) -> list[tuple[str, str]]:
+    """The (value, label) of each option of the form's queue select."""
+    [select] = re.findall(r'<select name="queue"[^>]*>(.*?)</select>', html, re.S)
+    return re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>', select)
+
+
+def test_the_form_offers_only_the_queues_live_workers_consume(
+    editor_client: Client, broker: Any
+) -> None:
+    assert _queue_options(editor_client.get(ADD).content.decode()) == [
+        ("", "default: the job&#x27;s own queue")
+    ]
+    presence.stamp_worker("w1@host", ["celery", "heavy", "maintenance"])
+    presence.stamp_worker("w2@host", ["reports"])
+    presence.stamp_worker("gone@host", ["archive"])
+    redis_client().hset(presence.WORKERS_KEY, "gone@host", "2020-01-01T00:00:00+00:00")
+    assert [value for value, _ in _queue_options(editor_client.get(ADD).content.decode())] == [
+        "", "celery", "heavy", "maintenance", "reports"
+    ]  # fmt: skip
+
+    # A schedule keeps its own queue on edit, said to be unconsumed, even with nobody on it.
+    saved = make_schedule("archiving", task="jobs.housekeeping", queue="archive")
+    options = _queue_options(editor_client.get(change_url(saved)).content.decode())
+    assert options[-1] == ("archive", "archive (no live worker consumes it now)")
+    assert 'value="archive" selected' in editor_client.get(change_url(saved)).content.decode()
 
 
 def test_run_now_keeps_the_name_as_typed(editor_client: Client, broker: Any) -> None:
