@@ -21,7 +21,6 @@ Target (issues: the admin, 14): each list and the run search under 300 ms.
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import statistics
 import sys
@@ -32,6 +31,8 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.admin_setup import setup_admin_bench  # noqa: E402  (needs ROOT on the path)
 
 SCHEDULES = 2_000
 FEW_RUNS = 100_000
@@ -90,22 +91,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--reuse", action="store_true", help="keep the runs an earlier run left")
     args = parser.parse_args()
-    os.environ.update(
-        {
-            "ENV_FILE": os.devnull,
-            "DEBUG": "false",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "DATABASE_URL": args.database_url,
-            "SECURE_SSL_REDIRECT": "false",
-            "ALLOWED_HOSTS": "testserver",
-            "LOG_LEVEL": "WARNING",
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-        }
-    )
-    import django
-
-    django.setup()
-    from django.conf import settings
+    setup_admin_bench(args.database_url, "bench.admin_urls")
     from django.contrib.auth.models import User
     from django.core.management import call_command
     from django.test import Client
@@ -115,13 +101,6 @@ def main() -> int:
     from scheduler.timing import next_run
     from scheduler.upcoming import soonest_runs
 
-    settings.ROOT_URLCONF = "bench.admin_urls"
-    # The manifest needs collectstatic; the bench is about queries and rendering, not assets.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-    call_command("migrate", verbosity=0)
     user = User.objects.filter(username="bench").first()
     filled = PeriodicTask.objects.filter(name__startswith="s").count() == SCHEDULES
     if args.reuse and filled and JobRun.objects.count() == MANY_RUNS and user is not None:

@@ -15,7 +15,6 @@ hits both; best and median of --rounds. Also prints PostgreSQL's plan of the str
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import statistics
 import sys
@@ -26,6 +25,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.admin_setup import setup_admin_bench  # noqa: E402  (needs ROOT on the path)
 
 SCHEDULES = 2_000
 FEW_RUNS = 100_000
@@ -60,22 +61,7 @@ def main() -> int:
     parser.add_argument("--database-url", required=True, help="an empty PostgreSQL database")
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
-    os.environ.update(
-        {
-            "ENV_FILE": os.devnull,
-            "DEBUG": "false",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "DATABASE_URL": args.database_url,
-            "SECURE_SSL_REDIRECT": "false",
-            "ALLOWED_HOSTS": "testserver",
-            "LOG_LEVEL": "WARNING",
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-        }
-    )
-    import django
-
-    django.setup()
-    from django.conf import settings
+    setup_admin_bench(args.database_url, "bench.pictures_urls")
     from django.contrib.auth.models import User
     from django.core.management import call_command
     from django.db import connection
@@ -88,12 +74,6 @@ def main() -> int:
     from jobs.pictures import run_hours
     from scheduler.models import JobRun
 
-    settings.ROOT_URLCONF = "bench.pictures_urls"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-    call_command("migrate", verbosity=0)
     if PeriodicTask.objects.exists() or JobRun.objects.exists():
         raise SystemExit("the database is not empty: give --database-url an empty database")
 
