@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.admin_setup import setup_admin_bench  # noqa: E402  (needs ROOT on the path)
+from bench.admin_setup import fill_schedules_and_runs, setup_admin_bench  # noqa: E402  (needs ROOT on the path)
 
 SCHEDULES = 2_000
 FEW_RUNS = 100_000
@@ -162,28 +162,11 @@ def fill_and_time_the_schedule_list(rounds: int) -> Any:
     from django.contrib.auth.models import User
     from django.core.management import call_command
     from django.test import Client
-    from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
 
     from devtools.bulk_runs import insert_runs
     from scheduler.models import JobRun
 
-    print(f"filling: {SCHEDULES} schedules, {FEW_RUNS} runs ...", flush=True)
-    crontabs = [
-        CrontabSchedule.objects.create(minute=str(m), hour="*/2", timezone="Asia/Shanghai")
-        for m in range(0, 60, 5)
-    ]
-    PeriodicTask.objects.bulk_create(
-        [
-            PeriodicTask(
-                name=f"s{i:04d}", task=f"jobs.job{i % 20}", crontab=crontabs[i % len(crontabs)]
-            )
-            for i in range(SCHEDULES)
-        ],
-        batch_size=1000,
-    )
-    PeriodicTasks.update_changed()
-    insert_runs(FEW_RUNS, schedules=SCHEDULES, spacing_seconds=30)
-    call_command("dbshell", "--", "-c", "VACUUM ANALYZE")  # as autovacuum would, soon after
+    fill_schedules_and_runs(SCHEDULES, FEW_RUNS)
 
     user = User.objects.create_superuser("bench", "bench@example.com", secrets.token_urlsafe())
     client = Client()

@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.admin_setup import setup_admin_bench  # noqa: E402  (needs ROOT on the path)
+from bench.admin_setup import fill_schedules_and_runs, setup_admin_bench  # noqa: E402  (needs ROOT on the path)
 
 SCHEDULES = 2_000
 FEW_RUNS = 100_000
@@ -67,7 +67,7 @@ def main() -> int:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
-    from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
+    from django_celery_beat.models import PeriodicTask
 
     from devtools.bulk_runs import insert_runs
     from jobs.health import job_health
@@ -77,23 +77,7 @@ def main() -> int:
     if PeriodicTask.objects.exists() or JobRun.objects.exists():
         raise SystemExit("the database is not empty: give --database-url an empty database")
 
-    print(f"filling: {SCHEDULES} schedules, {FEW_RUNS} runs ...", flush=True)
-    crontabs = [
-        CrontabSchedule.objects.create(minute=str(m), hour="*/2", timezone="Asia/Shanghai")
-        for m in range(0, 60, 5)
-    ]
-    PeriodicTask.objects.bulk_create(
-        [
-            PeriodicTask(
-                name=f"s{i:04d}", task=f"jobs.job{i % 20}", crontab=crontabs[i % len(crontabs)]
-            )
-            for i in range(SCHEDULES)
-        ],
-        batch_size=1000,
-    )
-    PeriodicTasks.update_changed()
-    insert_runs(FEW_RUNS, schedules=SCHEDULES, spacing_seconds=30)
-    call_command("dbshell", "--", "-c", "VACUUM ANALYZE")
+    fill_schedules_and_runs(SCHEDULES, FEW_RUNS)
 
     user = User.objects.create_superuser("bench", "bench@example.com", secrets.token_urlsafe())
     client = Client()
